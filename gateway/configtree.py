@@ -1,0 +1,229 @@
+"""Typed config trees: YAML data validated into dataclasses, every error naming its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from gateway.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["Secret", "build", "check", "env_overrides", "field"]
+
+
+class Secret:
+    """A secret value that never prints. Written in YAML as a literal string,
+    `{file: PATH}` or `{env: NAME}`; read when the config is loaded."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "inline") -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<{self.source}>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def field(default: Any = dataclasses.MISSING, *, doc: str = "", **checks: Any) -> Any:
+    """A dataclass field with validation checks: `min`, `max`, `choices`, `nonempty`."""
+    meta = {"doc": doc, **checks}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        value = default
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _fail(path: str, problem: str) -> typing.NoReturn:
+    raise ConfigError(f"{path or 'config'}: {problem}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in get_args(tp))}]"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _secret(value: Any, path: str) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, ref), = value.items()
+        if kind == "file":
+            try:
+                return Secret(Path(str(ref)).read_text().strip(), f"file {ref}")
+            except OSError as exc:
+                _fail(path, f"cannot read secret file {ref!r}: {exc.strerror}")
+        if kind == "env":
+            if str(ref) not in os.environ:
+                _fail(path, f"environment variable {ref!r} is not set")
+            return Secret(os.environ[str(ref)], f"env {ref}")
+    _fail(path, "expected a secret: a string, {file: PATH} or {env: NAME}")
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is Secret:
+        return _secret(value, path)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            _fail(path, f"must not be null (expected {_type_name(tp)})")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        _fail(path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        _fail(path, f"must be one of {', '.join(repr(a) for a in get_args(tp))}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            _fail(path, f"expected a list, got {type(value).__name__}")
+        (item,) = get_args(tp)[:1]
+        items = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(path, f"expected a mapping, got {type(value).__name__}")
+        _, vt = get_args(tp)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                _fail(path, f"keys must be strings, got {k!r}")
+            out[k] = _convert(vt, v, f"{path}.{k}" if path else k)
+        return out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        _fail(path, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        _fail(path, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        _fail(path, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        _fail(path, f"expected a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+        _fail(path, f"expected a path, got {value!r}")
+    _fail(path, f"unsupported type {_type_name(tp)}")
+
+
+def check(meta: typing.Mapping[str, Any], value: Any, path: str) -> None:
+    """Apply a field's `min`/`max`/`choices`/`nonempty` checks."""
+    if value is None:
+        return
+    if "min" in meta and value < meta["min"]:
+        _fail(path, f"must be >= {meta['min']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        _fail(path, f"must be <= {meta['max']}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        _fail(path, f"must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
+    if meta.get("nonempty") and not value:
+        _fail(path, "must not be empty")
+
+
+def build(cls: type[T], data: Any, path: str = "") -> T:
+    """Validate `data` (parsed YAML) into the dataclass `cls`; unknown keys are errors.
+
+    A dataclass may define `validate(self, path)` for checks across fields.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        _fail(path, f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            _fail(f"{path}.{key}" if path else str(key), f"unknown key (known keys: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            value = _convert(hints[name], data[name], sub)
+            check(f.metadata, value, sub)
+            kwargs[name] = value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(sub, "is required")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate(path)
+    return obj
+
+
+def env_overrides(data: dict[str, Any], environ: typing.Mapping[str, str], prefix: str) -> None:
+    """Apply `PREFIX_SECTION__KEY=value` overrides in place; values parse as YAML scalars."""
+    for name, raw in environ.items():
+        if not name.startswith(prefix):
+            continue
+        keys = [k.lower() for k in name[len(prefix):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(keys)} does not name a config key")
+            node = child
+        node[keys[-1]] = value

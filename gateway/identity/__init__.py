@@ -1,0 +1,1 @@
+"""Identity: verifying bearer tokens and building the principal from verified claims."""

@@ -1,0 +1,1 @@
+"""Response desensitisation: strategies, identifier detection and body codecs."""

@@ -1,0 +1,1 @@
+"""Access policy: the data catalog, Casbin decisions, temporary grants and explanations."""

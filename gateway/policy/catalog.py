@@ -1,0 +1,129 @@
+"""The data catalog: datasets, their routes, owners, levels, sharing types and fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gateway.configtree import build, field
+from gateway.errors import ConfigError
+
+Level = int  # 1 public, 2 internal, 3 sensitive/important, 4 core
+Sharing = Literal["unconditional", "conditional", "none"]
+ScannerAction = Literal["mask", "block", "report"]
+LEVEL_NAMES = {1: "public", 2: "internal", 3: "sensitive", 4: "core"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One classified field: by key name anywhere, by explicit JSON paths, or by CSV column."""
+
+    name: str = field(nonempty=True)
+    level: int = field(min=1, max=4)
+    strategy: str = field("redact", nonempty=True)
+    paths: list[str] = field([])
+    column: str | None = None
+    params: dict[str, Any] = field({})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = field(2.0, min=0.01)
+    total: float = field(30.0, min=0.01)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dataset:
+    id: str = field(nonempty=True)
+    route: str = field(nonempty=True)
+    upstream: str = field(nonempty=True)
+    owner: str = field(nonempty=True)
+    level: int = field(min=1, max=4)
+    sharing: Sharing = "conditional"
+    title: str = ""
+    # Lowest clearance that may read this dataset in masked form; None: clearance >= level.
+    masked_from_clearance: int | None = field(None, min=1, max=4)
+    fields: list[FieldSpec] = field([])
+    export_suffixes: list[str] = field([".csv", ".tsv", ".ndjson", ".jsonl"])
+    records_key: str | None = None
+    query_aliases: dict[str, str] = field({})
+    scanner: ScannerAction = "mask"
+    forward_authorization: bool = False
+    timeouts: Timeouts | None = None
+    monitor: bool = False
+
+    def validate(self, path: str) -> None:
+        if not self.route.startswith("/") or not self.route.endswith("/"):
+            raise ConfigError(f"{path}.route: must start and end with '/', got {self.route!r}")
+        if self.masked_from_clearance is not None and self.masked_from_clearance > self.level:
+            raise ConfigError(f"{path}.masked_from_clearance: must be <= level {self.level}")
+        names = [f.name for f in self.fields]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"{path}.fields: field {name!r} is listed twice")
+
+    @property
+    def classified(self) -> bool:
+        return self.level >= 2 or any(f.level >= 2 for f in self.fields)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CatalogFile:
+    version: int = 1
+    datasets: list[Dataset] = field([], nonempty=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Catalog:
+    datasets: dict[str, Dataset]
+    version: str  # content hash
+    source: str
+    # Longest prefix first, so /api/a/b/ wins over /api/a/.
+    _by_prefix: tuple[tuple[str, Dataset], ...]
+
+    def match(self, path: str) -> Dataset | None:
+        """The dataset whose route prefix covers `path` (a normalised path)."""
+        for prefix, dataset in self._by_prefix:
+            if path.startswith(prefix) or path == prefix[:-1]:
+                return dataset
+        return None
+
+
+def parse_catalog(text: str, source: str = "catalog.yaml") -> Catalog:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    try:
+        parsed = build(CatalogFile, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    datasets: dict[str, Dataset] = {}
+    prefixes: dict[str, str] = {}
+    for i, ds in enumerate(parsed.datasets):
+        if ds.id in datasets:
+            raise ConfigError(f"{source}: datasets[{i}].id: duplicate dataset id {ds.id!r}")
+        if ds.route in prefixes:
+            raise ConfigError(
+                f"{source}: datasets[{i}].route: {ds.route!r} is already the route of "
+                f"{prefixes[ds.route]!r}"
+            )
+        datasets[ds.id] = ds
+        prefixes[ds.route] = ds.id
+    ordered = tuple(sorted(((d.route, d) for d in datasets.values()), key=lambda p: -len(p[0])))
+    version = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Catalog(datasets, version, source, ordered)
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from None
+    return parse_catalog(text, str(path))
