@@ -175,6 +175,15 @@ def check(meta: typing.Mapping[str, Any], value: Any, path: str) -> None:
         _fail(path, "must not be empty")
 
 
+def _required(f: dataclasses.Field[Any]) -> bool:
+    """No default, or a `nonempty` field whose default is empty."""
+    if f.default is not dataclasses.MISSING:
+        return bool(f.metadata.get("nonempty")) and not f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(f.metadata.get("nonempty")) and not f.default_factory()
+    return True
+
+
 def build(cls: type[T], data: Any, path: str = "") -> T:
     """Validate `data` (parsed YAML) into the dataclass `cls`; unknown keys are errors.
 
@@ -197,7 +206,7 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
             value = _convert(hints[name], data[name], sub)
             check(f.metadata, value, sub)
             kwargs[name] = value
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif _required(f):
             _fail(sub, "is required")
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

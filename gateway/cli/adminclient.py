@@ -1,0 +1,58 @@
+"""A small client for the admin/SOC API, shared by the CLI commands that talk to it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
+
+
+class CLIError(Exception):
+    """A user-facing CLI failure: printed as one line on stderr, exit code 1."""
+
+
+def add_admin_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("DATAGATE_ADMIN_URL", DEFAULT_ADMIN_URL),
+        help="admin listener URL (env DATAGATE_ADMIN_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("DATAGATE_ADMIN_TOKEN"),
+        help="bearer token with the soc or security-officer role (env DATAGATE_ADMIN_TOKEN)",
+    )
+
+
+def admin_request(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    """Call the admin API and return the decoded JSON; any failure raises CLIError."""
+    if not args.token:
+        raise CLIError("no admin token: pass --token or set DATAGATE_ADMIN_TOKEN")
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        args.url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            payload = resp.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read())
+            message = f"{detail.get('error', exc.code)}: {detail.get('message', '')}"
+        except ValueError:
+            message = str(exc.code)
+        raise CLIError(f"admin API refused {method} {path}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CLIError(f"cannot reach the admin API at {args.url}: {reason}") from None
+    return json.loads(payload) if payload else None

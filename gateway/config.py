@@ -1,0 +1,125 @@
+"""The gateway's one config file: loaded from YAML, overridden by DATAGATE_* variables,
+validated into a typed tree before anything starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.configtree import build, env_overrides, field
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "DATAGATE_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = field(8080, min=0, max=65535)
+    request_max_bytes: int = field(10 * 1024 * 1024, min=0)
+    max_path_length: int = field(2048, min=16, max=65536)
+    max_header_bytes: int = field(16384, min=1024, max=1048576)
+    # Peers whose X-Forwarded-For is believed (load balancers); everyone else is the client.
+    trusted_proxies: list[str] = field([])
+    shutdown_timeout: float = field(10.0, min=0)
+    access_log: bool = True
+
+    def validate(self, path: str) -> None:
+        for i, net in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.trusted_proxies[{i}]: not an IP address or network: {net!r}"
+                ) from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdminConfig:
+    host: str = "127.0.0.1"
+    port: int = field(9090, min=0, max=65535)
+    roles: list[str] = field(["soc", "security-officer"], nonempty=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    url: str = field(nonempty=True)
+    connect_timeout: float = field(2.0, min=0.01)
+    total_timeout: float = field(30.0, min=0.01)
+    pool_size: int = field(100, min=1, max=10000)
+
+    def validate(self, path: str) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.url: must be an http:// or https:// URL, got {self.url!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateConfig:
+    url: str = "memory"
+    prefix: str = field("datagate:", nonempty=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = field("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    upstreams: dict[str, UpstreamConfig] = field({}, nonempty=True)
+    server: ServerConfig = field(ServerConfig())
+    admin: AdminConfig = field(AdminConfig())
+    state: StateConfig = field(StateConfig())
+    logging: LoggingConfig = field(LoggingConfig())
+    data_dir: Path = Path("./datagate-data")
+
+
+def parse_config(
+    data: Any, *, base_dir: Path, environ: Mapping[str, str] | None = None, source: str = "config"
+) -> Config:
+    """Validate parsed YAML (after env overrides) into a Config; relative paths are resolved
+    against `base_dir`, the config file's folder."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of sections")
+    env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX)
+    config = build(Config, data)
+    return resolve_paths(config, base_dir)
+
+
+def resolve_paths(obj: Any, base_dir: Path) -> Any:
+    """Every Path in the tree, made absolute against `base_dir`."""
+    if isinstance(obj, Path):
+        return obj if obj.is_absolute() else (base_dir / obj).resolve()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {
+            f.name: resolve_paths(getattr(obj, f.name), base_dir)
+            for f in dataclasses.fields(obj)
+        }
+        return dataclasses.replace(obj, **changes)
+    if isinstance(obj, dict):
+        return {k: resolve_paths(v, base_dir) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [resolve_paths(v, base_dir) for v in obj]
+    return obj
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, base_dir=path.parent.resolve(), environ=environ, source=str(path))

@@ -1,0 +1,1 @@
+"""The request path, one module per stage, in the order of PRODUCT.md."""
