@@ -82,3 +82,30 @@ class Gateway:
     def server_args(self) -> dict[str, Any]:
         limit = self.config.server.max_header_bytes
         return {"max_line_size": limit, "max_field_size": limit, "max_headers": 100}
+
+    def build_pipeline(self, catalog: Callable[[], Any], **stages: Any) -> Pipeline:
+        server = self.config.server
+        forward = ForwardStage(
+            upstreams_from(self.config),
+            request_max_bytes=server.request_max_bytes,
+            strip_headers=stages.pop("strip_headers", ()),
+        )
+        record = RecordStage(
+            self.metrics,
+            policy_version=stages.pop("policy_version", lambda: "-"),
+            log_requests=server.access_log,
+        )
+        self.components["forward"] = forward
+        self.components["record"] = record
+        return Pipeline(
+            route=RouteStage(catalog, server.max_path_length),
+            authenticate=stages.pop("authenticate", PassThrough("authenticate")),
+            suspension=stages.pop("suspension", PassThrough("suspension")),
+            authorise=stages.pop("authorise", PassThrough("authorise")),
+            observe=stages.pop("observe", PassThrough("observe")),
+            forward=forward,
+            mask=stages.pop("mask", PassThrough("mask")),
+            record=record,
+            client_ip=client_ip_resolver(server.trusted_proxies),
+            clock=self.clock,
+        )

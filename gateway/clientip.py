@@ -24,8 +24,9 @@ def client_ip_resolver(trusted_proxies: Sequence[str]) -> Callable[[web.Request]
         peer = request.remote or "unknown"
         if not networks or not trusted(peer):
             return peer
-        hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in
-                v.split(",")]
+        hops = [
+            h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")
+        ]
         for hop in reversed(hops):
             if not trusted(hop):
                 try:

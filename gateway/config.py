@@ -100,8 +100,7 @@ def resolve_paths(obj: Any, base_dir: Path) -> Any:
         return obj if obj.is_absolute() else (base_dir / obj).resolve()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changes = {
-            f.name: resolve_paths(getattr(obj, f.name), base_dir)
-            for f in dataclasses.fields(obj)
+            f.name: resolve_paths(getattr(obj, f.name), base_dir) for f in dataclasses.fields(obj)
         }
         return dataclasses.replace(obj, **changes)
     if isinstance(obj, dict):

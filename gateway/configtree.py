@@ -80,7 +80,7 @@ def _secret(value: Any, path: str) -> Secret:
     if isinstance(value, str):
         return Secret(value)
     if isinstance(value, dict) and len(value) == 1:
-        (kind, ref), = value.items()
+        ((kind, ref),) = value.items()
         if kind == "file":
             try:
                 return Secret(Path(str(ref)).read_text().strip(), f"file {ref}")
@@ -220,7 +220,7 @@ def env_overrides(data: dict[str, Any], environ: typing.Mapping[str, str], prefi
     for name, raw in environ.items():
         if not name.startswith(prefix):
             continue
-        keys = [k.lower() for k in name[len(prefix):].split("__") if k]
+        keys = [k.lower() for k in name[len(prefix) :].split("__") if k]
         if not keys:
             continue
         try:

@@ -12,8 +12,18 @@ import structlog
 
 # Keys whose values never reach a log line, whatever stage put them there.
 SECRET_KEYS = frozenset(
-    {"authorization", "token", "access_token", "id_token", "cookie", "set-cookie", "password",
-     "secret", "signing_key", "proxy-authorization"}
+    {
+        "authorization",
+        "token",
+        "access_token",
+        "id_token",
+        "cookie",
+        "set-cookie",
+        "password",
+        "secret",
+        "signing_key",
+        "proxy-authorization",
+    }
 )
 
 

@@ -20,7 +20,14 @@ from gateway.stages.record import RecordStage
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 STAGE_ORDER = (
-    "route", "authenticate", "suspension", "authorise", "observe", "forward", "mask", "record"
+    "route",
+    "authenticate",
+    "suspension",
+    "authorise",
+    "observe",
+    "forward",
+    "mask",
+    "record",
 )
 
 
@@ -39,9 +46,9 @@ class MaskStage(Protocol):
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]: ...
 
-    def body_transform(self, ctx: RequestContext, status: int, headers: object) -> (
-        BodyTransform | None
-    ): ...
+    def body_transform(
+        self, ctx: RequestContext, status: int, headers: object
+    ) -> BodyTransform | None: ...
 
     def gateway_error(self, exc: Exception) -> GatewayError | None: ...
 
@@ -127,7 +134,7 @@ class Pipeline:
             response = self._refuse(
                 ctx, GatewayError("unavailable", "the state backend is unavailable; refusing")
             )
-        except Exception:  # noqa: BLE001 - fail closed on any bug, and say so in the log
+        except Exception:
             self._log.exception("stage_failed", request_id=ctx.request_id)
             response = self._refuse(
                 ctx, GatewayError("unavailable", "the gateway could not decide safely")

@@ -3,7 +3,6 @@ the answer back, through the mask stage's body transform when there is one."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Protocol
@@ -11,19 +10,38 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the proxy ones.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-     "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 # Set by the gateway itself; a client's values are dropped.
 GATEWAY_SET = frozenset(
-    {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-     "forwarded", "x-real-ip", "x-request-id", "content-length"}
+    {
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "forwarded",
+        "x-real-ip",
+        "x-request-id",
+        "content-length",
+    }
 )
 # Dropped on classified routes: the gateway must see whole, identity-encoded bodies to mask.
 CLASSIFIED_DROP = frozenset({"accept-encoding", "range", "if-range"})
@@ -95,8 +113,15 @@ def client_response_headers(
 ) -> CIMultiDict[str]:
     drop = HOP_BY_HOP | connection_listed(upstream_headers) | {"content-length", "x-request-id"}
     if transformed:
-        drop = drop | {"content-encoding", "content-type", "etag", "content-md5", "digest",
-                       "accept-ranges", "content-range"}
+        drop = drop | {
+            "content-encoding",
+            "content-type",
+            "etag",
+            "content-md5",
+            "digest",
+            "accept-ranges",
+            "content-range",
+        }
     out: CIMultiDict[str] = CIMultiDict(
         (k, v) for k, v in upstream_headers.items() if k.lower() not in drop
     )
@@ -172,7 +197,8 @@ class ForwardStage:
             classified=dataset.classified,
             strip=self._strip,
         )
-        target = up.url.rstrip("/") + ctx.request.raw_path
+        # The raw target was validated by the route stage; send it as is, never re-quoted.
+        target = URL(up.url.rstrip("/") + ctx.request.raw_path, encoded=True)
         try:
             return await self._sessions[up.name].request(
                 ctx.method,
@@ -187,7 +213,7 @@ class ForwardStage:
             raise GatewayError(
                 "payload_too_large", f"request body is over {self._request_max} bytes"
             ) from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             ctx.extra["upstream_failure"] = "timeout"
             raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
@@ -213,8 +239,10 @@ class ForwardStage:
         """
         request = ctx.request
         headers = client_response_headers(upstream.headers, ctx.request_id, transform is not None)
-        no_body = request.method == "HEAD" or upstream.status in (204, 304) or (
-            100 <= upstream.status < 200
+        no_body = (
+            request.method == "HEAD"
+            or upstream.status in (204, 304)
+            or (100 <= upstream.status < 200)
         )
         if no_body:
             if transform is None and upstream.content_length is not None:
@@ -231,7 +259,7 @@ class ForwardStage:
                 ctx.status = upstream.status
                 ctx.bytes_out = len(body)
                 return web.Response(status=upstream.status, headers=headers, body=body)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise GatewayError(
@@ -263,7 +291,7 @@ class ForwardStage:
         try:
             first = await anext(iterator, b"")
             out = transform.feed(first) if transform is not None else first
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise GatewayError(
@@ -285,7 +313,7 @@ class ForwardStage:
                     await response.write(tail)
                     ctx.bytes_out += len(tail)
             await response.write_eof()
-        except Exception as exc:  # noqa: BLE001 - any failure mid-stream: cut the connection
+        except Exception as exc:
             ctx.error = "upstream_error"
             ctx.reason = f"aborted mid-stream: {type(exc).__name__}"
             if ctx.request.transport is not None:

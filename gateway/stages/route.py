@@ -64,12 +64,15 @@ def normalise_path(raw: str, max_length: int) -> str:
     return path
 
 
-def classify_action(method: str, rest: str, export_suffixes: list[str], query: str) -> str:
-    """read, list, export or write, from the method and the path under the route prefix."""
+def classify_action(
+    method: str, rest: str, export_suffixes: list[str], fmt: str | None = None
+) -> str:
+    """read, list, export or write, from the method, the path under the route prefix and the
+    `format` query parameter."""
     if method not in READ_METHODS:
         return "write"
-    if any(rest.endswith(s) for s in export_suffixes) or "format=" in query and any(
-        f"format={s.lstrip('.')}" in query for s in export_suffixes
+    if any(rest.endswith(s) for s in export_suffixes) or (
+        fmt is not None and "." + fmt.lower() in export_suffixes
     ):
         return "export"
     segments = [s for s in rest.split("/") if s]
@@ -99,6 +102,7 @@ class RouteStage:
         ctx.query = query
         ctx.dataset = dataset
         rest = path[len(dataset.route) - 1 :]
-        ctx.action = classify_action(ctx.method, rest, dataset.export_suffixes, query)  # type: ignore[assignment]
+        fmt = ctx.request.query.get("format") if query else None
+        ctx.action = classify_action(ctx.method, rest, dataset.export_suffixes, fmt)  # type: ignore[assignment]
         if ctx.action == "read":
             ctx.record_id = rest.rstrip("/").rsplit("/", 1)[-1]

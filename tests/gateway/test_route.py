@@ -104,18 +104,19 @@ def test_longest_prefix_wins_and_prefixes_align_on_segments() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "rest", "query", "action"),
+    ("method", "rest", "fmt", "action"),
     [
-        ("GET", "/persons", "", "list"),
+        ("GET", "/persons", None, "list"),
         ("GET", "/persons/12", "", "read"),
         ("HEAD", "/persons/12", "", "read"),
         ("GET", "/persons.csv", "", "export"),
         ("GET", "/accounts.ndjson", "", "export"),
-        ("GET", "/persons", "format=csv", "export"),
+        ("GET", "/persons", "csv", "export"),
+        ("GET", "/persons", "xml", "list"),
         ("POST", "/persons", "", "write"),
         ("DELETE", "/persons/12", "", "write"),
         ("PATCH", "/persons/12", "", "write"),
     ],
 )
-def test_actions(method: str, rest: str, query: str, action: str) -> None:
-    assert classify_action(method, rest, [".csv", ".ndjson"], query) == action
+def test_actions(method: str, rest: str, fmt: str | None, action: str) -> None:
+    assert classify_action(method, rest, [".csv", ".ndjson"], fmt or None) == action

@@ -1,0 +1,144 @@
+"""The forward stage end to end: a real upstream behind the real pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def assert_error(body: dict[str, Any], code: str) -> None:
+    assert body["error"] == code
+    assert body["message"]
+    assert body["request_id"]
+
+
+async def test_method_path_query_body_and_headers_are_preserved(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.post(
+        "/api/open/items/1?a=1&b=%E5%BC%A0", data=b"hello", headers={"X-Custom": "v"}
+    )
+    assert resp.status == 200
+    seen = upstream.seen[-1]
+    assert (seen.method, seen.path, seen.query, seen.body) == (
+        "POST",
+        "/api/open/items/1",
+        "a=1&b=%E5%BC%A0",
+        b"hello",
+    )
+    assert seen.headers["X-Custom"] == "v"
+    assert resp.headers["X-Upstream"] == "yes"
+
+
+async def test_forwarded_headers_are_set_and_spoofs_dropped(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.get(
+        "/api/open/x",
+        headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil", "Forwarded": "for=1"},
+    )
+    assert resp.status == 200
+    seen = upstream.seen[-1].headers
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    assert seen["X-Forwarded-Host"] != "evil"
+    assert "Forwarded" not in seen
+    assert seen["X-Request-ID"] == resp.headers["X-Request-ID"]
+
+
+async def test_hop_by_hop_headers_are_removed_both_ways(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.get(
+        "/api/open/x",
+        headers={
+            "Connection": "keep-alive, X-Drop-Me",
+            "X-Drop-Me": "1",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic eA==",
+        },
+    )
+    seen = upstream.seen[-1].headers
+    assert "X-Drop-Me" not in seen and "TE" not in seen and "Proxy-Authorization" not in seen
+    assert "X-Secret-Hop" not in resp.headers and "Keep-Alive" not in resp.headers
+
+
+async def test_authorization_goes_upstream_only_when_the_route_says_so(
+    proxy: Any, upstream: Any
+) -> None:
+    await proxy.get("/api/open/x", headers={"Authorization": "Bearer abc"})
+    assert "Authorization" not in upstream.seen[-1].headers
+    await proxy.get("/api/auth/x", headers={"Authorization": "Bearer abc"})
+    assert upstream.seen[-1].headers["Authorization"] == "Bearer abc"
+
+
+async def test_request_id_is_kept_only_when_safe(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.get("/api/open/x", headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["X-Request-ID"] == "abc-123"
+    resp = await proxy.get("/api/open/x", headers={"X-Request-ID": "a b<script>" + "x" * 80})
+    rid = resp.headers["X-Request-ID"]
+    assert rid != "a b<script>" + "x" * 80 and len(rid) == 32
+    assert upstream.seen[-1].headers["X-Request-ID"] == rid
+
+
+async def test_unknown_route_is_404_and_never_forwarded(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.get("/api/unknown/x")
+    assert resp.status == 404
+    assert_error(await resp.json(), "not_found")
+    assert resp.headers["X-Request-ID"]
+    assert upstream.seen == []
+
+
+async def test_ambiguous_path_is_400_and_never_forwarded(raw_get: Any, upstream: Any) -> None:
+    for path in (
+        "/api/open/%2e%2e/auth/x",
+        "/api/open/../auth/x",
+        "/api/open/a%2fb",
+        "/api/open//x",
+        "/api/open/%00",
+        "/api/open/a;b",
+        "/api/open/x\\y",
+        "/api/open/" + "a" * 300,
+    ):
+        status, body = await raw_get(path)
+        assert status == 400, path
+        assert_error(orjson.loads(body), "bad_request")
+    assert upstream.seen == []
+
+
+async def test_request_body_over_the_limit_is_413(proxy: Any, upstream: Any) -> None:
+    resp = await proxy.post("/api/open/x", data=b"x" * 2000)
+    assert resp.status == 413
+    assert_error(await resp.json(), "payload_too_large")
+    assert upstream.seen == []
+
+
+async def test_chunked_request_body_over_the_limit_is_413(proxy: Any, upstream: Any) -> None:
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b"y" * 500
+
+    resp = await proxy.post("/api/open/x", data=chunks())
+    assert resp.status == 413
+    assert_error(await resp.json(), "payload_too_large")
+    assert all(len(s.body) <= 1024 for s in upstream.seen)
+
+
+async def test_upstream_down_is_502(proxy: Any) -> None:
+    resp = await proxy.get("/api/down/x")
+    assert resp.status == 502
+    assert_error(await resp.json(), "upstream_error")
+
+
+async def test_slow_upstream_is_504(proxy: Any) -> None:
+    resp = await proxy.get("/api/quick/slow")
+    assert resp.status == 504
+    assert_error(await resp.json(), "upstream_timeout")
+
+
+async def test_upstream_lying_in_content_length_is_502(proxy: Any) -> None:
+    resp = await proxy.get("/api/open/lie")
+    assert resp.status == 502
+    assert_error(await resp.json(), "upstream_error")
+
+
+async def test_large_response_streams_through(proxy: Any) -> None:
+    resp = await proxy.get("/api/open/big")
+    assert resp.status == 200
+    body = await resp.read()
+    assert len(body) == 64 * 65536
