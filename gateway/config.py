@@ -3,6 +3,7 @@ validated into a typed tree before anything starts."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import ipaddress
 import os
@@ -89,6 +90,7 @@ def parse_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a mapping of sections")
+    data = copy.deepcopy(data)
     env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX)
     config = build(Config, data)
     return resolve_paths(config, base_dir)

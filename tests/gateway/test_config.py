@@ -1,0 +1,107 @@
+"""Config loading: typed, validated, env-overridable, secrets never printed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.config import load_config, parse_config
+from gateway.configtree import Secret, build, field
+from gateway.errors import ConfigError
+
+MINIMAL = {"upstreams": {"demo": {"url": "http://127.0.0.1:8081"}}}
+
+
+def parse(data: dict, environ: dict | None = None) -> object:
+    return parse_config(data, base_dir=Path("/srv/dg"), environ=environ or {})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "upstreams: is required"),
+        ({**MINIMAL, "sever": {}}, "sever: unknown key"),
+        ({**MINIMAL, "server": {"prot": 1}}, "server.prot: unknown key"),
+        ({**MINIMAL, "server": {"port": "80"}}, "server.port: expected an integer"),
+        ({**MINIMAL, "server": {"port": 70000}}, "server.port: must be <= 65535"),
+        ({**MINIMAL, "server": {"port": True}}, "server.port: expected an integer"),
+        ({**MINIMAL, "server": {"access_log": "yes"}}, "server.access_log: expected true or false"),
+        ({**MINIMAL, "server": {"trusted_proxies": ["10.0.0.0/33"]}}, "trusted_proxies[0]"),
+        ({"upstreams": {"demo": {"url": "ftp://x"}}}, "upstreams.demo.url: must be an http"),
+        ({"upstreams": {"demo": {}}}, "upstreams.demo.url: is required"),
+        ({"upstreams": []}, "upstreams: expected a mapping"),
+        ({**MINIMAL, "logging": {"level": "loud"}}, "logging.level: must be one of"),
+        ({**MINIMAL, "state": {"prefix": ""}}, "state.prefix: must not be empty"),
+    ],
+)
+def test_bad_config_names_the_key_and_the_problem(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse(data)
+
+
+def test_environment_overrides_use_the_datagate_prefix() -> None:
+    config = parse(
+        MINIMAL,
+        {"DATAGATE_SERVER__PORT": "9000", "DATAGATE_STATE__URL": "redis://r:6379/0", "OTHER": "1"},
+    )
+    assert config.server.port == 9000
+    assert config.state.url == "redis://r:6379/0"
+
+
+def test_environment_overrides_are_validated_too() -> None:
+    with pytest.raises(ConfigError, match="server.port: expected an integer"):
+        parse(MINIMAL, {"DATAGATE_SERVER__PORT": "eighty"})
+    with pytest.raises(ConfigError, match="server.bogus: unknown key"):
+        parse(MINIMAL, {"DATAGATE_SERVER__BOGUS": "1"})
+
+
+def test_relative_paths_resolve_against_the_config_folder() -> None:
+    config = parse({**MINIMAL, "data_dir": "data"})
+    assert config.data_dir == Path("/srv/dg/data")
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstreams:\n  demo: {url: [}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2: invalid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(scalar)
+
+
+@dataclasses.dataclass(frozen=True)
+class WithSecret:
+    key: Secret = field(Secret(""))
+
+
+def test_secrets_come_from_files_or_environment_and_never_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "key").write_text("s3cret-from-file\n")
+    from_file = build(WithSecret, {"key": {"file": str(tmp_path / "key")}})
+    assert from_file.key.reveal() == "s3cret-from-file"
+    assert "s3cret" not in repr(from_file) and "s3cret" not in str(from_file.key)
+    monkeypatch.setenv("DG_TEST_KEY", "s3cret-env")
+    assert build(WithSecret, {"key": {"env": "DG_TEST_KEY"}}).key.reveal() == "s3cret-env"
+    with pytest.raises(ConfigError, match="key: environment variable 'DG_NOPE' is not set"):
+        build(WithSecret, {"key": {"env": "DG_NOPE"}})
+    with pytest.raises(ConfigError, match="key: cannot read secret file"):
+        build(WithSecret, {"key": {"file": str(tmp_path / "nope")}})
+    with pytest.raises(ConfigError, match="key: expected a secret"):
+        build(WithSecret, {"key": {"vault": "x"}})
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.integers() | st.text(), max_size=4))
+def test_arbitrary_server_sections_are_accepted_or_refused_with_a_key(data: dict) -> None:
+    try:
+        parse({**MINIMAL, "server": data})
+    except ConfigError as exc:
+        assert str(exc).startswith("server.")
