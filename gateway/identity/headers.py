@@ -1,0 +1,53 @@
+"""Client-supplied identity headers: never consulted, and stripped before forwarding."""
+
+from __future__ import annotations
+
+# Lower-case names. Identity proxies and gateways (oauth2-proxy, Kong, Apache, Ory
+# Oathkeeper, ...) pass the caller's identity upstream in headers like these; a client
+# that sends them itself must not be believed, here or by the upstream.
+IDENTITY_HEADERS: tuple[str, ...] = (
+    "x-user",
+    "x-user-id",
+    "x-userid",
+    "x-username",
+    "x-user-name",
+    "x-email",
+    "x-department",
+    "x-dept",
+    "x-clearance",
+    "x-roles",
+    "x-groups",
+    "x-principal",
+    "x-subject",
+    "x-client-id",
+    "x-token-id",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-remote-user",
+    "x-remote-group",
+    "remote-user",
+    "x-auth-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+    "x-authenticated-user",
+    "x-authenticated-userid",
+    "x-authenticated-groups",
+    "x-authenticated-scope",
+    "x-consumer-id",
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-userinfo",
+    "x-id-token",
+    "x-jwt-claims",
+    "x-ssl-client-dn",
+    "x-ssl-client-s-dn",
+    "x-client-cert",
+    "x-client-dn",
+)
