@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import random
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -15,7 +16,9 @@ ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
 def resident_id_check(first17: str) -> str:
     """GB 11643 (ISO 7064 MOD 11-2) check character for 17 digits."""
-    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True))
+    if len(first17) != 17:
+        raise ValueError("a resident ID body has 17 digits")
+    total = sum(map(operator.mul, map(int, first17), ID_WEIGHTS))
     return ID_CHECK[total % 11]
 
 
@@ -62,15 +65,14 @@ def is_uscc(value: str) -> bool:
     return uscc_check(value[:17]) == value[17]
 
 
+_LUHN_DOUBLED = {str(d): d * 2 - 9 if d > 4 else d * 2 for d in range(10)}
+
+
 def luhn_ok(digits: str) -> bool:
     if not digits.isascii() or not digits.isdigit() or len(digits) < 2:
         return False
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    backwards = digits[::-1]
+    total = sum(map(int, backwards[0::2])) + sum(map(_LUHN_DOUBLED.__getitem__, backwards[1::2]))
     return total % 10 == 0
 
 

@@ -1,0 +1,145 @@
+"""The mask stage: guards queries on hidden fields, then desensitises the upstream's response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from gateway.errors import GatewayError
+from gateway.masking.codecs import BodyTransform, MaskReport, open_transform
+from gateway.masking.config import MaskingConfig
+from gateway.masking.errors import MaskingError
+from gateway.masking.plan import MaskPlan, PlanCache, check_dataset, guarded_query_field
+from gateway.masking.strategies import pseudonym_key
+
+if TYPE_CHECKING:
+    from gateway.context import RequestContext
+    from gateway.policy.catalog import Dataset
+
+NO_BODY_STATUSES = frozenset({204, 304})
+# Request headers forward must drop on routes whose responses get masked: the gateway
+# chooses the encodings it can decode, and never asks for part of a body.
+DROP_REQUEST_HEADERS = ("Range", "If-Range", "Accept-Encoding")
+UPSTREAM_ACCEPT_ENCODING = "gzip, deflate, br"
+# Upstream response headers that no longer describe a masked body (it is re-encoded as
+# identity, has another length and digest, and cannot serve ranges).
+DROP_RESPONSE_HEADERS = (
+    "Content-Length",
+    "Content-Encoding",
+    "Content-Type",
+    "Content-MD5",
+    "Content-Digest",
+    "Repr-Digest",
+    "Digest",
+    "ETag",
+    "Accept-Ranges",
+    "Content-Range",
+)
+
+
+def effective_clearance(ctx: RequestContext) -> int:
+    """The decision's mask clearance (a grant may raise it), else the principal's; 1 if none."""
+    granted = getattr(ctx.decision, "mask_clearance", None)
+    if granted is not None:
+        return int(granted)
+    return ctx.principal.clearance if ctx.principal is not None else 1
+
+
+class MaskStage:
+    """Pre-forward: refuse queries on fields the caller may only see masked. Post-forward:
+    `body_transform` gives the transform that masks the response body (None: pass through)."""
+
+    name = "mask"
+
+    def __init__(self, config: MaskingConfig) -> None:
+        self.config = config
+        self.plans = PlanCache(config)
+
+    def check(self, datasets: Iterable[Dataset]) -> None:
+        """Validate every dataset's masking rules when the catalog loads (ConfigError naming
+        the dataset and field), instead of at the first request."""
+        for dataset in datasets:
+            check_dataset(dataset, self.config)
+
+    def plan(self, ctx: RequestContext) -> MaskPlan | None:
+        if ctx.dataset is None:
+            return None
+        return self.plans.get(ctx.dataset, effective_clearance(ctx))
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        plan = self.plan(ctx)
+        if plan is None:
+            return
+        field = guarded_query_field(plan, ctx.request.query)
+        if field is not None:
+            raise GatewayError(
+                "forbidden",
+                f"query parameter {field!r} filters on a field you may only see masked",
+                reason="masked_field_query",
+            )
+
+    def needs_masking(self, ctx: RequestContext) -> bool:
+        """Whether responses on this request are masked: forward then drops
+        `DROP_REQUEST_HEADERS` and sends `Accept-Encoding: UPSTREAM_ACCEPT_ENCODING`."""
+        plan = self.plan(ctx)
+        return plan is not None and plan.active
+
+    def body_transform(
+        self, ctx: RequestContext, status: int, headers: Mapping[str, str]
+    ) -> BodyTransform | None:
+        """The transform for this response's body, None to pass it through untouched.
+
+        Raises MaskingError (see `gateway_error`) for responses that cannot be masked safely:
+        partial content, unknown content type, encoding or charset. The transform's
+        `finish()` copies its report into ctx.masked_fields, ctx.findings, ctx.records_out.
+        """
+        plan = self.plan(ctx)
+        if plan is None or not plan.active:
+            return None
+        if ctx.method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
+            return None
+        if status == 206:
+            raise MaskingError(
+                "partial_content", "a partial response on a masked route cannot be masked"
+            )
+        key = b""
+        if plan.needs_key:
+            secret = self.config.pseudonym_secret
+            assert secret is not None  # compile_plan refuses pseudonym fields without it
+            principal = ctx.principal
+            consumer = principal.client_id or principal.subject if principal else "anonymous"
+            key = pseudonym_key(secret.reveal(), consumer)
+
+        def record(report: MaskReport) -> None:
+            for label, n in report.masked_fields.items():
+                ctx.masked_fields[label] = ctx.masked_fields.get(label, 0) + n
+            for kind, n in report.findings.items():
+                ctx.findings[kind] = ctx.findings.get(kind, 0) + n
+            ctx.records_out += report.records_out
+
+        return open_transform(
+            plan,
+            self.config,
+            content_type=headers.get("Content-Type"),
+            content_encoding=headers.get("Content-Encoding"),
+            content_length=_length(headers.get("Content-Length")),
+            key=key,
+            on_finish=record,
+        )
+
+    @staticmethod
+    def gateway_error(exc: MaskingError) -> GatewayError:
+        """The consumer-facing error (502 upstream_error or 413 payload_too_large)."""
+        return exc.gateway_error()
+
+
+def _length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise MaskingError("bad_length", "the upstream sent an invalid Content-Length") from None
+    if length < 0:
+        raise MaskingError("bad_length", "the upstream sent an invalid Content-Length")
+    return length

@@ -1,0 +1,125 @@
+"""The identifier scanner: kinds, checksums, boundaries, full-width digits, JSON escapes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.masking import identifiers
+from gateway.masking.scanner import classify, kinds_in, scan_bytes, scan_text
+
+FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+
+
+def test_reference_examples_pass_their_checksums() -> None:
+    assert identifiers.is_resident_id("11010519491231002X")
+    assert identifiers.is_resident_id("440524188001010014")
+    assert identifiers.is_uscc("91350100M000100Y43")
+    assert identifiers.is_uscc("91512081MA62K0260E")
+    assert identifiers.luhn_ok("6222021234567890128")
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        ("11010519491231002X", "resident_id"),
+        ("11010519491231002x", "resident_id"),
+        ("91350100M000100Y43", "uscc"),
+        ("13812345678", "mobile"),
+        ("8613812345678", "mobile"),
+        ("6222021234567890128", "bank_card"),
+        ("11010519491231002Y", None),  # wrong check character
+        ("110105194902300011", None),  # 30 February: no real birth date
+        ("12812345678", None),  # not a mobile prefix
+        ("6222021234567890127", None),  # fails Luhn
+        ("91350100M000100Y44", None),
+    ],
+)
+def test_classify(token: str, kind: str | None) -> None:
+    assert classify(token) == kind
+
+
+def test_ids_embedded_in_chinese_text_without_spaces() -> None:
+    counts: dict[str, int] = {}
+    out = scan_text("身份证号11010519491231002X手机13812345678邮箱dong@example.com。", counts)
+    assert out == "身份证号110105********002X手机138****5678邮箱d***@example.com。"
+    assert counts == {"resident_id": 1, "mobile": 1, "email": 1}
+
+
+def test_full_width_digits_are_normalised() -> None:
+    counts: dict[str, int] = {}
+    text = (
+        "证件号"
+        + "11010519491231002X".translate(FULL_WIDTH)
+        + "，电话"
+        + "13812345678".translate(FULL_WIDTH)
+    )
+    out = scan_bytes(text.encode(), counts).decode()
+    assert out == "证件号110105********002X，电话138****5678"
+    assert counts == {"resident_id": 1, "mobile": 1}
+
+
+def test_boundaries_alphanumeric_neighbours_are_not_identifiers() -> None:
+    assert kinds_in("order A13812345678 and 138123456789") == set()
+    assert kinds_in("(13812345678)") == {"mobile"}
+    assert kinds_in("+86-13812345678") == {"mobile"}
+
+
+def test_json_escapes_do_not_hide_an_identifier() -> None:
+    body = b'{"a":"x\\n13812345678","b":"\\u000113812345678","c":"\\ndong@example.com"}'
+    counts: dict[str, int] = {}
+    out = scan_bytes(body, counts)
+    assert out == b'{"a":"x\\n138****5678","b":"\\u0001138****5678","c":"\\nd***@example.com"}'
+    assert counts == {"mobile": 2, "email": 1}
+
+
+def test_usccs_and_cards_are_masked_with_their_strategy() -> None:
+    out = scan_text("统一社会信用代码91350100M000100Y43 卡号6222021234567890128", {})
+    assert out == "统一社会信用代码91350100********** 卡号622202*********0128"
+
+
+def test_report_mode_counts_without_masking() -> None:
+    counts: dict[str, int] = {}
+    assert scan_text("call 13812345678", counts, mask=False) == "call 13812345678"
+    assert counts == {"mobile": 1}
+
+
+def test_masked_output_is_stable() -> None:
+    once = scan_text("11010519491231002X 13812345678 6222021234567890128 a@b.cn", {})
+    counts: dict[str, int] = {}
+    assert scan_text(once, counts) == once
+    assert counts == {}
+
+
+separators = st.sampled_from([" ", "，", "号", "：", "\n", "|", "的"])
+filler = st.text(alphabet="的了是在人有我他这中大来上国个到说们为子和你地出道也时年", max_size=8)
+
+
+@settings(max_examples=150)
+@given(
+    st.randoms(use_true_random=False),
+    st.lists(st.tuples(filler, separators), min_size=1, max_size=5),
+)
+def test_generated_identifiers_never_survive(rng: random.Random, parts) -> None:
+    values = []
+    text = ""
+    for words, sep in parts:
+        value = rng.choice(
+            [
+                identifiers.make_resident_id(rng),
+                identifiers.make_uscc(rng),
+                identifiers.make_mobile(rng),
+                identifiers.make_bank_card(rng, rng.randrange(16, 20)),
+            ]
+        )
+        if rng.random() < 0.3:
+            value = value.translate(FULL_WIDTH)
+        values.append(value)
+        text += words + sep + value + sep
+    out = scan_bytes(text.encode(), {}).decode()
+    for value in values:
+        assert value not in out
+    assert len(scan_text(out, {})) == len(out)
