@@ -74,6 +74,8 @@ class Dataset:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CatalogFile:
     version: int = 1
+    # The departments that exist; when listed, `policy check` flags unknown owners/subjects.
+    departments: list[str] = field([])
     datasets: list[Dataset] = field([], nonempty=True)
 
 
@@ -84,6 +86,7 @@ class Catalog:
     source: str
     # Longest prefix first, so /api/a/b/ wins over /api/a/.
     _by_prefix: tuple[tuple[str, Dataset], ...]
+    departments: frozenset[str] = frozenset()
 
     def match(self, path: str) -> Dataset | None:
         """The dataset whose route prefix covers `path` (a normalised path)."""
@@ -118,7 +121,7 @@ def parse_catalog(text: str, source: str = "catalog.yaml") -> Catalog:
         prefixes[ds.route] = ds.id
     ordered = tuple(sorted(((d.route, d) for d in datasets.values()), key=lambda p: -len(p[0])))
     version = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Catalog(datasets, version, source, ordered)
+    return Catalog(datasets, version, source, ordered, frozenset(parsed.departments))
 
 
 def load_catalog(path: Path) -> Catalog:

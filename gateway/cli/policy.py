@@ -1,0 +1,253 @@
+"""`datagate policy check / explain / test / replay`: the security officers' policy tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.cli.adminclient import CLIError
+from gateway.errors import ConfigError, GatewayError
+from gateway.identity.principal import Principal
+from gateway.identity.purpose import declared_purpose
+from gateway.policy.bundle import TESTS_DIR, PolicyBundle, load_bundle
+from gateway.policy.cases import case_files, decide_case, failure, load_cases, resolve
+from gateway.policy.check import problems
+from gateway.policy.config import PolicyConfig
+from gateway.policy.decide import evaluate
+from gateway.policy.grants import GRANTS_HASH, Grant, parse_time
+from gateway.policy.replay import replay
+
+LoadConfig = Callable[[str | None], Any]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "policy", help="check, explain, test and replay the access policy"
+    )
+    sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    check = sub.add_parser("check", help="validate model.conf, policy.csv and catalog.yaml")
+    _source_args(check)
+
+    explain = sub.add_parser("explain", help="explain one decision: which rule matched, and why")
+    _source_args(explain)
+    who = explain.add_argument_group("caller (a token, or the attributes)")
+    who.add_argument("--token", help="a bearer token, verified with the config's identity section")
+    who.add_argument("--sub", help="principal subject")
+    who.add_argument("--dept", help="principal department")
+    who.add_argument("--clearance", type=int, choices=(1, 2, 3, 4), help="principal clearance")
+    who.add_argument("--roles", default="", help="comma-separated roles")
+    explain.add_argument("--purpose", help="declared purpose")
+    explain.add_argument("--path", required=True, help="request path, e.g. /api/population/x")
+    explain.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    explain.add_argument("--time", help="ISO 8601 time of the request (default now)")
+
+    test = sub.add_parser("test", help="run YAML policy test cases")
+    _source_args(test)
+    test.add_argument("files", nargs="*", type=Path, help="case files (default: DIR/tests/*.yaml)")
+
+    rep = sub.add_parser("replay", help="re-decide recorded access events under a candidate policy")
+    rep.add_argument("--events", required=True, type=Path, help="access events (JSON lines)")
+    rep.add_argument("--policy", required=True, type=Path, help="candidate policy directory")
+    rep.add_argument("--config", help="gateway config (for policy.timezone)")
+    rep.add_argument("--samples", type=int, default=3, help="sample request ids per change")
+    rep.add_argument("--all", action="store_true", help="print every changed event")
+
+    for p in (check, explain, test, rep):
+        p.set_defaults(handler=_handler)
+
+
+def _source_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--config", help="gateway config file (its policy.dir is used)")
+    group.add_argument("--dir", type=Path, help="policy directory (default ./policies)")
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from gateway.cli import load_config
+
+    return run(args, load_config)
+
+
+def run(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    """Run `datagate policy SUBCOMMAND`; `load_config(path)` returns the gateway config."""
+    commands = {"check": _check, "explain": _explain, "test": _test, "replay": _replay}
+    return commands[args.policy_command](args, load_config)
+
+
+def _policy_config(args: argparse.Namespace, load_config: LoadConfig) -> tuple[PolicyConfig, Any]:
+    if getattr(args, "config", None):
+        config = load_config(args.config)
+        return config.policy, config
+    directory = getattr(args, "dir", None)
+    return PolicyConfig(dir=directory if directory is not None else Path("policies")), None
+
+
+def _check(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    cfg, _ = _policy_config(args, load_config)
+    try:
+        bundle = load_bundle(cfg.dir, time.time())
+    except ConfigError as exc:
+        print(f"datagate: {exc}", file=sys.stderr)
+        return 1
+    found = problems(bundle)
+    for line in found:
+        print(line)
+    summary = (
+        f"{cfg.dir}: version {bundle.version}, {len(bundle.catalog.datasets)} datasets, "
+        f"{len(bundle.rows)} rows"
+    )
+    if found:
+        print(f"{summary}: {len(found)} problem(s)")
+        return 1
+    print(f"{summary}: ok")
+    return 0
+
+
+def _principal(args: argparse.Namespace, config: Any) -> Principal:
+    if args.token:
+        if any(v is not None for v in (args.sub, args.dept, args.clearance)):
+            raise CLIError("give --token or --sub/--dept/--clearance, not both")
+        if config is None:
+            raise CLIError("--token needs --config (its identity section verifies the token)")
+        return asyncio.run(_verify(config, args.token))
+    missing = [n for n in ("sub", "dept", "clearance") if getattr(args, n) is None]
+    if missing:
+        raise CLIError(f"give --token, or --{', --'.join(missing)}")
+    roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+    purposes = frozenset([args.purpose]) if args.purpose else frozenset()
+    return Principal(args.sub, args.dept, args.clearance, roles, purposes=purposes)
+
+
+async def _verify(config: Any, token: str) -> Principal:
+    # The identity room's verifier: the same checks as the gateway, without a revocation list.
+    from gateway.identity.verifier import Verifier
+
+    verifier = Verifier(config.identity, None)
+    await verifier.start()
+    try:
+        return await verifier.verify(token)
+    except GatewayError as exc:
+        raise CLIError(f"token refused ({exc.reason}): {exc.message}") from None
+    finally:
+        await verifier.close()
+
+
+def _explain(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    cfg, config = _policy_config(args, load_config)
+    bundle = load_bundle(cfg.dir, time.time())
+    principal = _principal(args, config)
+    try:
+        purpose = declared_purpose(principal, args.purpose)
+    except GatewayError as exc:
+        raise CLIError(f"--purpose {args.purpose!r}: {exc.message}") from None
+    try:
+        dataset, action = resolve(bundle.catalog, args.method, args.path)
+        ts = parse_time(args.time, "--time") if args.time else time.time()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    grants = asyncio.run(_live_grants(config, dataset.id)) if config is not None else []
+    decision = evaluate(
+        bundle, principal, purpose, dataset, action, ts, grants, cfg.tz, cfg.monitor
+    ).decision
+    enforced = "allow" if decision.allowed else "deny"
+    print(
+        f"decision: {decision.effect}"
+        + (" (monitor mode: not enforced)" if decision.monitor else "")
+    )
+    print(f"enforced: {enforced}")
+    print(f"reason:   {decision.reason}")
+    print(f"rule:     {f'{decision.rule.where}  {decision.rule.text}' if decision.rule else '-'}")
+    print(f"grant:    {decision.grant_id or '-'} ({len(grants)} grant(s) on {dataset.id} checked)")
+    print(
+        f"request:  {principal.subject} ({principal.department}, clearance "
+        f"{principal.clearance}) {action} {dataset.id} (level {dataset.level}, "
+        f"{dataset.sharing}), purpose {purpose or '-'}"
+    )
+    print(f"policy:   {bundle.version} ({cfg.dir})")
+    if decision.allowed:
+        masked = [f for f in dataset.fields if f.level > decision.mask_clearance]
+        listed = ", ".join(f"{f.name} (level {f.level}, {f.strategy})" for f in masked)
+        print(f"masked:   {listed or 'none'}")
+    return 0
+
+
+async def _live_grants(config: Any, dataset: str) -> list[Grant]:
+    """The grants on `dataset` in the configured state backend (none for `memory`)."""
+    from gateway.state import StateUnavailable, open_backend
+
+    if config.state.url == "memory":
+        return []
+    backend = open_backend(config.state.url, prefix=config.state.prefix)
+    try:
+        await backend.start()
+        raw = await backend.hgetall(GRANTS_HASH)
+    except StateUnavailable as exc:
+        print(f"datagate: grants not checked: {exc}", file=sys.stderr)
+        return []
+    finally:
+        await backend.close()
+    grants = [Grant.from_json(orjson.loads(v)) for v in raw.values()]
+    return [g for g in grants if g.dataset == dataset]
+
+
+def _test(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    cfg, _ = _policy_config(args, load_config)
+    bundle = load_bundle(cfg.dir, time.time())
+    files = args.files or case_files(cfg.dir / TESTS_DIR)
+    if not files:
+        raise CLIError(f"no test case files given or found in {cfg.dir / TESTS_DIR}")
+    total = failed = 0
+    for path in files:
+        for case in load_cases(path):
+            total += 1
+            why = failure(bundle, case, cfg.tz)
+            if why is None:
+                decision = decide_case(bundle, case, cfg.tz)
+                print(f"ok    {case.where}: {case.name} ({decision.effect}, {decision.reason})")
+            else:
+                failed += 1
+                print(f"FAIL  {why}")
+    print(f"{total - failed} passed, {failed} failed ({bundle.version})")
+    return 1 if failed else 0
+
+
+def _replay(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    cfg = load_config(args.config).policy if args.config else PolicyConfig()
+    bundle: PolicyBundle = load_bundle(args.policy, time.time())
+    events = []
+    try:
+        with args.events.open("rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        events.append(orjson.loads(line))
+                    except orjson.JSONDecodeError:
+                        raise CLIError(f"{args.events}:{number}: not a JSON object") from None
+    except OSError as exc:
+        raise CLIError(f"{args.events}: cannot read: {exc.strerror}") from None
+    report = replay(bundle, (e for e in events if isinstance(e, dict)), cfg.tz)
+    for (old, new, dataset, action, reason, rule), changes in report.groups():
+        samples = ", ".join(c.request_id for c in changes[: args.samples])
+        print(
+            f"{len(changes):6d}  {old} -> {new}  {action} {dataset}  reason {reason}"
+            f"{f'  rule {rule}' if rule else ''}  e.g. {samples}"
+        )
+        if args.all:
+            for c in changes:
+                print(f"        {c.ts} {c.request_id} {c.principal}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts().items())) or "none"
+    print(
+        f"{report.events} events: {report.decided} re-decided, {report.skipped} skipped "
+        f"(no policy decision recorded), {report.unchanged} unchanged; changes: {counts} "
+        f"(candidate {bundle.version})"
+    )
+    return 0

@@ -1,0 +1,133 @@
+"""Admin API handlers for grants, policy reload, the policy version and the catalog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import StateUnavailable
+from gateway.identity.principal import Principal
+from gateway.policy.catalog import LEVEL_NAMES
+from gateway.policy.grants import Grant, GrantError, GrantStore, iso
+from gateway.policy.store import PolicyStore
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+def _actor(request: web.Request) -> str | None:
+    principal = request.get("principal")
+    return principal.subject if isinstance(principal, Principal) else None
+
+
+def grant_view(grant: Grant, now: float) -> dict[str, Any]:
+    if now < grant.not_before:
+        state = "pending"
+    elif now < grant.expires_at:
+        state = "active"
+    else:
+        state = "expired"
+    return {**grant.to_json(), "state": state}
+
+
+def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -> web.RouteTableDef:
+    """The policy and grant endpoints; the admin app authenticates and sets request["principal"]."""
+    table = web.RouteTableDef()
+
+    @table.get("/grants")
+    async def list_grants(request: web.Request) -> web.Response:
+        now = clock()
+        dataset = request.query.get("dataset")
+        items = [
+            grant_view(g, now)
+            for g in grants.all_grants()
+            if dataset is None or g.dataset == dataset
+        ]
+        if request.query.get("all") not in ("1", "true"):
+            items = [g for g in items if g["state"] != "expired"]
+        return web.json_response({"grants": items})
+
+    @table.post("/grants")
+    async def add_grant(request: web.Request) -> web.Response:
+        actor = _actor(request)
+        if actor is None:
+            return _error(403, "forbidden", "no authenticated principal on this request")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "bad_request", "body is not valid JSON")
+        try:
+            grant = await grants.add(body, actor)
+        except GrantError as exc:
+            return _error(400, "bad_request", str(exc), problems=exc.problems)
+        except StateUnavailable as exc:
+            return _error(503, "unavailable", f"grant not stored: {exc}")
+        return web.json_response({"grant": grant_view(grant, clock())}, status=201)
+
+    @table.delete("/grants/{id}")
+    async def revoke_grant(request: web.Request) -> web.Response:
+        actor = _actor(request)
+        if actor is None:
+            return _error(403, "forbidden", "no authenticated principal on this request")
+        grant_id = request.match_info["id"]
+        try:
+            grant = await grants.revoke(grant_id, actor)
+        except StateUnavailable as exc:
+            return _error(503, "unavailable", f"grant not revoked: {exc}")
+        if grant is None:
+            return _error(404, "not_found", f"no grant {grant_id!r}")
+        return web.json_response({"revoked": grant_view(grant, clock())})
+
+    @table.post("/policy/reload")
+    async def reload_policy(request: web.Request) -> web.Response:
+        result = await store.reload("api")
+        if result.status == "rejected":
+            return _error(422, "policy_rejected", result.message, version=result.version)
+        return web.json_response({"status": result.status, "version": result.version})
+
+    @table.get("/policy")
+    async def policy_info(request: web.Request) -> web.Response:
+        bundle = store.current
+        return web.json_response(
+            {
+                "version": bundle.version,
+                "loaded_at": iso(bundle.loaded_at),
+                "directory": str(bundle.directory),
+                "datasets": len(bundle.catalog.datasets),
+                "rows": len(bundle.rows),
+            }
+        )
+
+    @table.get("/catalog")
+    async def catalog(request: web.Request) -> web.Response:
+        bundle = store.current
+        datasets = [
+            {
+                "id": d.id,
+                "title": d.title,
+                "route": d.route,
+                "owner": d.owner,
+                "level": d.level,
+                "level_name": LEVEL_NAMES[d.level],
+                "sharing": d.sharing,
+                "masked_from_clearance": d.masked_from_clearance,
+                "monitor": d.monitor,
+                "fields": [
+                    {"name": f.name, "level": f.level, "strategy": f.strategy} for f in d.fields
+                ],
+            }
+            for d in bundle.catalog.datasets.values()
+        ]
+        return web.json_response(
+            {
+                "version": bundle.catalog.version,
+                "policy_version": bundle.version,
+                "datasets": datasets,
+            }
+        )
+
+    return table
