@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
@@ -10,14 +9,28 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admin.app import admin_app
 from gateway.clientip import client_ip_resolver
 from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.identity.headers import IDENTITY_HEADERS
+from gateway.identity.revocation import RevocationList
+from gateway.identity.verifier import Verifier
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.pipeline import PassThrough, Pipeline
+from gateway.policy import admin as policy_admin
+from gateway.policy.bundle import PolicyBundle
+from gateway.policy.decider import Decider
+from gateway.policy.grants import GrantStore
+from gateway.policy.store import PolicyStore
+from gateway.stages.authenticate import AuthenticateStage
+from gateway.stages.authorise import AuthoriseStage
 from gateway.stages.forward import ForwardStage, Upstream
-from gateway.stages.record import RecordStage
+from gateway.stages.mask import MaskStage
+from gateway.stages.record import RecordStage, iso
 from gateway.stages.route import RouteStage
+from gateway.state import StateBackend, open_backend
 
 
 class ListenError(Exception):
@@ -41,10 +54,12 @@ def upstreams_from(config: Config) -> dict[str, Upstream]:
     }
 
 
-async def start_listener(listener: Listener, **server_args: Any) -> None:
+async def start_listener(listener: Listener, *, reuse_port: bool, **server_args: Any) -> None:
     runner = web.AppRunner(listener.app, access_log=None, **server_args)
     await runner.setup()
-    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, listener.host, listener.port, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -67,45 +82,159 @@ def data_app(pipeline: Pipeline) -> web.Application:
 
 
 class Gateway:
-    """One gateway process: its stages, its state, its two listeners."""
+    """One gateway process: its state, its stages, its two listeners."""
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
         self.metrics = Metrics()
         self.log = get_logger("datagate")
-        self.ready = False
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.started = False
         self.listeners: list[Listener] = []
-        self.components: dict[str, Any] = {}
+        self.state: StateBackend = open_backend(config.state.url, config.state.prefix)
+        self.mask = MaskStage(config.masking)
+        self.revocations = RevocationList(
+            self.state, clock=clock, reload_interval=config.identity.revocation_reload
+        )
+        self.verifier = Verifier(config.identity, self.revocations, clock=clock)
+        # Loads and validates the policy now: a gateway never starts without one.
+        self.policy = PolicyStore(
+            config.policy,
+            backend=self.state,
+            clock=clock,
+            on_rejected=self._policy_rejected,
+            validators=(self._check_upstreams, self._check_masking),
+        )
+        self.grants = GrantStore(
+            self.state,
+            catalog=lambda: self.policy.current.catalog,
+            lifetimes=config.policy.grant_max_lifetime,
+            clock=clock,
+            on_change=self._grant_changed,
+        )
+        self.decider = Decider(
+            lambda: self.policy.current,
+            self.grants,
+            config.policy.tz,
+            monitor=config.policy.monitor,
+            cache_size=config.policy.cache_size,
+        )
+        self.policy.on_swap(self._policy_swapped)
+        self.grants.on_refresh(self.decider.clear)
+        self.forward = ForwardStage(
+            upstreams_from(config),
+            request_max_bytes=config.server.request_max_bytes,
+            strip_headers=IDENTITY_HEADERS,
+        )
+        self.record = RecordStage(
+            self.metrics,
+            policy_version=lambda: self.policy.current.version,
+            log_requests=config.server.access_log,
+        )
+        self.pipeline = Pipeline(
+            route=RouteStage(lambda: self.policy.current.catalog, config.server.max_path_length),
+            authenticate=AuthenticateStage(self.verifier),
+            suspension=PassThrough("suspension"),
+            authorise=AuthoriseStage(self.decider),
+            observe=PassThrough("observe"),
+            forward=self.forward,
+            mask=self.mask,
+            record=self.record,
+            client_ip=client_ip_resolver(config.server.trusted_proxies),
+            clock=clock,
+        )
+        self._policy_swapped(self.policy.current)
+
+    # --- checks and callbacks -------------------------------------------------------------
+
+    def _check_upstreams(self, bundle: PolicyBundle) -> None:
+        for dataset in bundle.catalog.datasets.values():
+            if dataset.upstream not in self.config.upstreams:
+                raise ConfigError(
+                    f"catalog: dataset {dataset.id!r} names upstream {dataset.upstream!r}, "
+                    f"which the config's upstreams do not define"
+                )
+
+    def _check_masking(self, bundle: PolicyBundle) -> None:
+        self.mask.check(bundle.catalog.datasets.values())
+
+    def _policy_swapped(self, bundle: PolicyBundle) -> None:
+        self.decider.clear()
+        self.metrics.policy_info.clear()
+        self.metrics.policy_info.labels(bundle.version).set(bundle.loaded_at)
+
+    def _policy_rejected(self, message: str) -> None:
+        self.log.error("policy_rejected_alert", message=message)
+
+    def _grant_changed(self, action: str, grant: Any, actor: str) -> None:
+        self.log.info("grant_changed", action=action, grant=grant.id, actor=actor)
+
+    # --- admin ----------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        bundle = self.policy.current
+        return {
+            "ready": self.started,
+            "policy_version": bundle.version,
+            "policy_loaded_at": iso(bundle.loaded_at),
+            "state": self.config.state.url.split("@")[-1] if self.started else "starting",
+        }
+
+    async def _admin_principal(self, request: web.Request) -> Any:
+        return await self.verifier.authenticate(request.headers.get("Authorization"))
+
+    def admin(self) -> web.Application:
+        return admin_app(
+            metrics=self.metrics,
+            readiness=self.readiness,
+            authenticate=self._admin_principal,
+            roles=self.config.admin.roles,
+            route_tables=[policy_admin.routes(self.policy, self.grants, self.clock)],
+        )
+
+    # --- life cycle -----------------------------------------------------------------------
 
     def server_args(self) -> dict[str, Any]:
         limit = self.config.server.max_header_bytes
         return {"max_line_size": limit, "max_field_size": limit, "max_headers": 100}
 
-    def build_pipeline(self, catalog: Callable[[], Any], **stages: Any) -> Pipeline:
-        server = self.config.server
-        forward = ForwardStage(
-            upstreams_from(self.config),
-            request_max_bytes=server.request_max_bytes,
-            strip_headers=stages.pop("strip_headers", ()),
+    async def start(self, *, reuse_port: bool = False) -> None:
+        """Connect state, load views, then open the listeners; ListenError if a port is taken."""
+        await self.state.start()
+        await self.revocations.start()
+        await self.verifier.start()
+        await self.grants.start()
+        await self.policy.start()
+        await self.forward.start()
+        server, admin = self.config.server, self.config.admin
+        self.listeners = [
+            Listener("data", data_app(self.pipeline), server.host, server.port),
+            Listener("admin", self.admin(), admin.host, admin.port),
+        ]
+        for listener in self.listeners:
+            await start_listener(listener, reuse_port=reuse_port, **self.server_args())
+        self.started = True
+        self.log.info("started", urls=self.urls(), policy_version=self.policy.current.version)
+
+    def urls(self) -> tuple[str, str]:
+        data, admin = self.listeners
+        host = lambda h: "127.0.0.1" if h in ("0.0.0.0", "::", "") else h  # noqa: E731
+        return (
+            f"http://{host(data.host)}:{data.bound_port}",
+            f"http://{host(admin.host)}:{admin.bound_port}",
         )
-        record = RecordStage(
-            self.metrics,
-            policy_version=stages.pop("policy_version", lambda: "-"),
-            log_requests=server.access_log,
-        )
-        self.components["forward"] = forward
-        self.components["record"] = record
-        return Pipeline(
-            route=RouteStage(catalog, server.max_path_length),
-            authenticate=stages.pop("authenticate", PassThrough("authenticate")),
-            suspension=stages.pop("suspension", PassThrough("suspension")),
-            authorise=stages.pop("authorise", PassThrough("authorise")),
-            observe=stages.pop("observe", PassThrough("observe")),
-            forward=forward,
-            mask=stages.pop("mask", PassThrough("mask")),
-            record=record,
-            client_ip=client_ip_resolver(server.trusted_proxies),
-            clock=self.clock,
-        )
+
+    async def reload(self) -> None:
+        await self.policy.reload(trigger="signal")
+
+    async def stop(self) -> None:
+        self.started = False
+        for listener in reversed(self.listeners):
+            if listener.runner is not None:
+                await listener.runner.cleanup()
+        await self.forward.close()
+        await self.policy.close()
+        await self.grants.close()
+        await self.verifier.close()
+        await self.revocations.close()
+        await self.state.close()

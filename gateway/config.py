@@ -15,6 +15,9 @@ import yaml
 
 from gateway.configtree import build, env_overrides, field
 from gateway.errors import ConfigError
+from gateway.identity.config import IdentityConfig
+from gateway.masking.config import MaskingConfig
+from gateway.policy.config import PolicyConfig
 
 ENV_PREFIX = "DATAGATE_"
 
@@ -73,11 +76,14 @@ class LoggingConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
+    identity: IdentityConfig
     upstreams: dict[str, UpstreamConfig] = field({}, nonempty=True)
     server: ServerConfig = field(ServerConfig())
     admin: AdminConfig = field(AdminConfig())
     state: StateConfig = field(StateConfig())
     logging: LoggingConfig = field(LoggingConfig())
+    policy: PolicyConfig = field(PolicyConfig())
+    masking: MaskingConfig = field(MaskingConfig())
     data_dir: Path = Path("./datagate-data")
 
 

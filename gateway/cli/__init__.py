@@ -27,9 +27,19 @@ COMMAND_MODULES = (
 def load_config(path: str | Path | None) -> Any:
     """The config at `path`, or the demo's config when `path` is None."""
     from gateway.config import load_config as load
-    from gateway.demo.config import demo_config_path
+    from gateway.config import parse_config
+    from gateway.demo.config import demo_config_data, demo_config_path
 
-    return load(Path(path) if path is not None else demo_config_path())
+    if path is not None:
+        return load(Path(path))
+    data = demo_config_data(
+        port=8080,
+        admin_port=9090,
+        upstream_port=8081,
+        data_dir=Path("datagate-demo").resolve(),
+        state="memory",
+    )
+    return parse_config(data, base_dir=demo_config_path().parent)
 
 
 def build_parser() -> argparse.ArgumentParser:

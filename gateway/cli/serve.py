@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--upstream-port", type=int, default=8081, help="sample API port (default 8081)"
     )
     demo.add_argument(
-        "--data-dir", type=Path, default=Path("datagate-demo"),
+        "--data-dir",
+        type=Path,
+        default=Path("datagate-demo"),
         help="where logs, incidents and the audit log go (default ./datagate-demo)",
     )
     demo.add_argument("--state", default="memory", help="'memory' or a redis:// URL")

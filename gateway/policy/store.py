@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence, Awaitable, Callable
 from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
@@ -66,8 +66,12 @@ class PolicyStore:
         backend: StateBackend | None = None,
         clock: Callable[[], float] = time.time,
         on_rejected: OnRejected | None = None,
+        validators: Sequence[Callable[[PolicyBundle], None]] = (),
     ) -> None:
         self._config = config
+        # Checks other rooms make before a bundle may be used (mask strategies, upstream
+        # names); each raises ConfigError.
+        self._validators = tuple(validators)
         self._dir = config.dir
         self._backend = backend
         self._clock = clock
@@ -75,8 +79,13 @@ class PolicyStore:
         self._listeners: list[Callable[[PolicyBundle], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._current = validate(self._dir, clock(), config.tz)
+        self._current = self._validated(validate(self._dir, clock(), config.tz))
         self._seen = self._signature()
+
+    def _validated(self, bundle: PolicyBundle) -> PolicyBundle:
+        for check in self._validators:
+            check(bundle)
+        return bundle
 
     @property
     def current(self) -> PolicyBundle:
@@ -106,8 +115,8 @@ class PolicyStore:
                 texts = read_sources(self._dir)
                 if version_of(texts) == current.version:
                     return ReloadResult("unchanged", current.version)
-                bundle = await asyncio.to_thread(
-                    validate, self._dir, self._clock(), self._config.tz
+                bundle = self._validated(
+                    await asyncio.to_thread(validate, self._dir, self._clock(), self._config.tz)
                 )
             except ConfigError as exc:
                 message = f"policy change rejected, keeping version {current.version}: {exc}"

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.config import parse_config
-from gateway.policy.catalog import parse_catalog
+from gateway.identity.mint import mint_token
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass
@@ -97,29 +102,94 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-async def proxy(upstream: Any, aiohttp_client: Any, tmp_path: Path) -> Any:
-    config = parse_config(
-        {
-            "upstreams": {
-                "up": {"url": upstream.url},
-                "dead": {"url": f"http://127.0.0.1:{closed_port()}"},
-            },
-            "server": {"request_max_bytes": 1024, "max_path_length": 256},
-        },
-        base_dir=tmp_path,
-        environ={},
-    )
-    gateway = Gateway(config)
-    catalog = parse_catalog(CATALOG)
-    pipeline = gateway.build_pipeline(lambda: catalog)
-    await gateway.components["forward"].start()
-    from gateway.app import data_app
+SECRET = "gateway-tests-signing-key-0123456789abcdef"
 
-    client = await aiohttp_client(data_app(pipeline))
-    client.gateway = gateway
-    yield client
-    await gateway.components["forward"].close()
+
+def gateway_config(
+    tmp_path: Path, upstreams: dict[str, str], catalog: str, rows: str = "", **extra: Any
+) -> Any:
+    """A config with its own policies folder: `catalog`, the shipped model, and `rows`."""
+    policies = tmp_path / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "catalog.yaml").write_text(catalog)
+    shutil.copy(REPO / "policies" / "model.conf", policies / "model.conf")
+    (policies / "policy.csv").write_text(rows)
+    data = {
+        "upstreams": {name: {"url": url} for name, url in upstreams.items()},
+        "server": {"host": "127.0.0.1", "port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},
+        "identity": {
+            "issuers": [
+                {
+                    "issuer": "tests",
+                    "audience": "datagate",
+                    "algorithms": ["HS256"],
+                    "secret": SECRET,
+                }
+            ],
+            "signing_key": {"key": SECRET},
+        },
+        "policy": {"dir": str(policies), "watch": False},
+        "data_dir": str(tmp_path / "data"),
+    }
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    return parse_config(data, base_dir=tmp_path, environ={})
+
+
+@dataclasses.dataclass
+class RunningGateway:
+    gateway: Gateway
+    session: aiohttp.ClientSession
+    url: str
+    admin_url: str
+    port: int
+
+    def token(self, **claims: Any) -> str:
+        args = {"sub": "alice", "dept": "market-regulation", "clearance": 1, **claims}
+        return mint_token(self.gateway.config.identity, **args)
+
+    def auth(self, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**claims)}"}
+
+    async def get(self, path: str, **kw: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", path, **kw)
+
+    async def request(
+        self, method: str, path: str, *, auth: bool = True, **kw: Any
+    ) -> aiohttp.ClientResponse:
+        headers = {**(self.auth() if auth else {}), **kw.pop("headers", {})}
+        return await self.session.request(method, self.url + path, headers=headers, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: Any) -> Any:
+    gateway = Gateway(config)
+    await gateway.start()
+    data_url, admin_url = gateway.urls()
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        try:
+            yield RunningGateway(
+                gateway, session, data_url, admin_url, gateway.listeners[0].bound_port or 0
+            )
+        finally:
+            await gateway.stop()
+
+
+@pytest.fixture
+async def proxy(upstream: Any, tmp_path: Path) -> Any:
+    config = gateway_config(
+        tmp_path,
+        {"up": upstream.url, "dead": f"http://127.0.0.1:{closed_port()}"},
+        CATALOG,
+        "p, user:alice, open, write, allow\n",
+        server={"request_max_bytes": 1024, "max_path_length": 256},
+    )
+    async with running_gateway(config) as running:
+        yield running
 
 
 async def raw_http(port: int, request: bytes) -> tuple[int, bytes]:
@@ -137,7 +207,8 @@ async def raw_http(port: int, request: bytes) -> tuple[int, bytes]:
 @pytest.fixture
 def raw_get(proxy: Any) -> Any:
     async def get(target: str, extra: str = "") -> tuple[int, bytes]:
-        req = f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n"
+        auth = f"Authorization: Bearer {proxy.token()}\r\n"
+        req = f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}{extra}\r\n"
         return await raw_http(proxy.port, req.encode("utf-8"))
 
     return get

@@ -13,7 +13,12 @@ from gateway.config import load_config, parse_config
 from gateway.configtree import Secret, build, field
 from gateway.errors import ConfigError
 
-MINIMAL = {"upstreams": {"demo": {"url": "http://127.0.0.1:8081"}}}
+IDENTITY = {
+    "issuers": [
+        {"issuer": "t", "audience": "datagate", "algorithms": ["HS256"], "secret": "k" * 32}
+    ]
+}
+MINIMAL = {"upstreams": {"demo": {"url": "http://127.0.0.1:8081"}}, "identity": IDENTITY}
 
 
 def parse(data: dict, environ: dict | None = None) -> object:
@@ -23,7 +28,9 @@ def parse(data: dict, environ: dict | None = None) -> object:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({}, "upstreams: is required"),
+        ({}, "identity: is required"),
+        ({"identity": IDENTITY}, "upstreams: is required"),
+        ({**MINIMAL, "identity": {"issuers": []}}, "identity.issuers: must not be empty"),
         ({**MINIMAL, "sever": {}}, "sever: unknown key"),
         ({**MINIMAL, "server": {"prot": 1}}, "server.prot: unknown key"),
         ({**MINIMAL, "server": {"port": "80"}}, "server.port: expected an integer"),
@@ -31,9 +38,12 @@ def parse(data: dict, environ: dict | None = None) -> object:
         ({**MINIMAL, "server": {"port": True}}, "server.port: expected an integer"),
         ({**MINIMAL, "server": {"access_log": "yes"}}, "server.access_log: expected true or false"),
         ({**MINIMAL, "server": {"trusted_proxies": ["10.0.0.0/33"]}}, "trusted_proxies[0]"),
-        ({"upstreams": {"demo": {"url": "ftp://x"}}}, "upstreams.demo.url: must be an http"),
-        ({"upstreams": {"demo": {}}}, "upstreams.demo.url: is required"),
-        ({"upstreams": []}, "upstreams: expected a mapping"),
+        (
+            {**MINIMAL, "upstreams": {"demo": {"url": "ftp://x"}}},
+            "upstreams.demo.url: must be an http",
+        ),
+        ({**MINIMAL, "upstreams": {"demo": {}}}, "upstreams.demo.url: is required"),
+        ({**MINIMAL, "upstreams": []}, "upstreams: expected a mapping"),
         ({**MINIMAL, "logging": {"level": "loud"}}, "logging.level: must be one of"),
         ({**MINIMAL, "state": {"prefix": ""}}, "state.prefix: must not be empty"),
     ],

@@ -1,0 +1,49 @@
+"""Several gateway processes on one port (SO_REUSEPORT), supervised by a parent process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+
+def _worker(config_path: str) -> None:
+    import asyncio
+
+    from gateway.cli.serve import _serve
+    from gateway.config import load_config
+
+    asyncio.run(_serve(load_config(Path(config_path)), reuse_port=True))
+
+
+def run_workers(config_path: Path, workers: int) -> int:
+    """Start `workers` processes that share the data and admin ports; forward SIGTERM, SIGINT
+    and SIGHUP to them; return non-zero if any worker failed."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(str(config_path),), name=f"datagate-worker-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _: FrameType | None) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                try:
+                    os.kill(proc.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for proc in procs:
+        proc.join()
+    failed = [p.name for p in procs if p.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if failed:
+        print(f"datagate: workers exited with errors: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
