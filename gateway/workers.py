@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -33,10 +34,8 @@ def run_workers(config_path: Path, workers: int) -> int:
     def forward(signum: int, _: FrameType | None) -> None:
         for proc in procs:
             if proc.pid is not None and proc.is_alive():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signum)
-                except ProcessLookupError:
-                    pass
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)

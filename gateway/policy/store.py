@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import inspect
 import time
-from collections.abc import Sequence, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import Literal

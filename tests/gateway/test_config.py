@@ -63,9 +63,9 @@ def test_environment_overrides_use_the_datagate_prefix() -> None:
 
 
 def test_environment_overrides_are_validated_too() -> None:
-    with pytest.raises(ConfigError, match="server.port: expected an integer"):
+    with pytest.raises(ConfigError, match=r"server\.port: expected an integer"):
         parse(MINIMAL, {"DATAGATE_SERVER__PORT": "eighty"})
-    with pytest.raises(ConfigError, match="server.bogus: unknown key"):
+    with pytest.raises(ConfigError, match=r"server\.bogus: unknown key"):
         parse(MINIMAL, {"DATAGATE_SERVER__BOGUS": "1"})
 
 
