@@ -32,6 +32,7 @@ def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
         "principal": principal.subject if principal else None,
         "department": principal.department if principal else None,
         "clearance": principal.clearance if principal else None,
+        "roles": sorted(principal.roles) if principal else [],
         "token_id": principal.token_id if principal else None,
         "client_ip": ctx.client_ip,
         "user_agent": headers.get("User-Agent", ""),
@@ -57,7 +58,7 @@ def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
     }
     if decision is not None:
         event["decision"] = "allow" if decision.allowed and ctx.error is None else "deny"
-        event["rule"] = decision.rule
+        event["rule"] = decision.rule.where if decision.rule else None
         event["grant_id"] = decision.grant_id
         if decision.monitor:
             event["monitor_deny"] = decision.reason

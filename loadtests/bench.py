@@ -1,0 +1,538 @@
+"""Benchmark: requests/s and p50/p99 latency of the demo upstream, a bare proxy and DataGate.
+
+Measures in one run, each target in its own process; the targets are started side by side
+(an idle one costs nothing), then each is checked with one request, warmed up and measured:
+
+  (a) upstream  the demo upstream (gateway.demo.upstream) directly;
+  (b) baseline  a bare aiohttp pass-through proxy written here: a pooled ClientSession that
+                reads the upstream body and returns it with the upstream status and headers
+                minus hop-by-hop ones;
+  (c) datagate  `datagate run --config FILE` in front of the same upstream.
+
+It prints a table and the ratio c/b (the issue's target: c/b >= 0.9). `--rounds N` measures
+the targets N times in turn and reports each target's median run, which steadies the ratio on
+a machine that is busy with other work.
+
+The load generator is `wrk` when it is on PATH (apt-get install wrk), otherwise a Python
+generator (aiohttp, fixed concurrency, fixed duration) in its own process; the Python one
+saturates sooner, so it reports lower ceilings. Every target is asked for the same path.
+
+DataGate: with `--gateway-config FILE` that config is used; otherwise the bench writes the
+output of `datagate demo --print-config` to a temporary file. Its listeners, its `demo`
+upstream and its data directory are pointed at free ports and a temporary directory through
+the environment overrides DATAGATE_SERVER__PORT, DATAGATE_ADMIN__PORT,
+DATAGATE_UPSTREAMS__DEMO__URL and DATAGATE_DATA_DIR. The bearer token is `--token`, or one
+minted with `datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
+If the `datagate` command is missing or cannot start, (c) is skipped with the reason.
+
+Usage (from the repository root; the default run takes about 45 s):
+
+  .venv/bin/python -m loadtests.bench
+  .venv/bin/python -m loadtests.bench --duration 20 --connections 64 --json-out bench.json
+  .venv/bin/python -m loadtests.bench --rounds 3 --duration 5
+  .venv/bin/python -m loadtests.bench --gateway-config my.yaml --token "$TOKEN"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.demo.upstream import start_upstream
+
+HOST = "127.0.0.1"
+SPAWN = multiprocessing.get_context("spawn")
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        # Recomputed by aiohttp for the body it sends.
+        "content-length",
+    }
+)
+
+
+class BenchError(Exception):
+    """A target could not be measured; the message says why in one line."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    failed: int  # non-2xx/3xx responses plus socket errors
+
+
+# --- targets, each served in its own process ---
+
+
+async def _serve_forever(runner: web.AppRunner) -> None:
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run_upstream(port: int, seed: int, size: int) -> None:
+    async def main() -> None:
+        await _serve_forever(await start_upstream(HOST, port, seed, size))
+
+    asyncio.run(main())
+
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+def make_baseline_app(upstream: str, pool_size: int = 100) -> web.Application:
+    """The bare pass-through proxy that DataGate is compared against."""
+
+    async def open_session(app: web.Application) -> None:
+        connector = aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=60)
+        app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    async def close_session(app: web.Application) -> None:
+        await app[SESSION].close()
+
+    async def forward(request: web.Request) -> web.Response:
+        drop = HOP_BY_HOP | {"host"}
+        drop |= {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
+        body = await request.read() if request.body_exists else None
+        url = URL(upstream + request.raw_path, encoded=True)
+        async with request.app[SESSION].request(
+            request.method, url, headers=headers, data=body, allow_redirects=False
+        ) as upstream_response:
+            payload = await upstream_response.read()
+            back = CIMultiDict(
+                (k, v) for k, v in upstream_response.headers.items() if k.lower() not in drop
+            )
+            return web.Response(status=upstream_response.status, headers=back, body=payload)
+
+    app = web.Application()
+    app.on_startup.append(open_session)
+    app.on_cleanup.append(close_session)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+def _run_baseline(port: int, upstream: str) -> None:
+    async def main() -> None:
+        runner = web.AppRunner(make_baseline_app(upstream), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, HOST, port).start()
+        await _serve_forever(runner)
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, alive: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until something listens on HOST:port; `alive` says whether the server still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise BenchError(f"the server meant for port {port} exited before listening")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"nothing listened on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def serving(target: Callable[..., None], port: int, *args: object) -> Iterator[None]:
+    """Run `target(port, *args)` in a spawned process for the duration of the block."""
+    proc = SPAWN.Process(target=target, args=(port, *args), daemon=True)
+    proc.start()
+    try:
+        wait_for_port(port, proc.is_alive)
+        yield
+    finally:
+        proc.terminate()
+        proc.join(5)
+
+
+# --- DataGate as a subprocess ---
+
+
+def datagate_command(explicit: str | None) -> str:
+    """The `datagate` executable: the flag, the one beside this Python, or the one on PATH."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise BenchError(f"--datagate {explicit}: no such file")
+        return explicit
+    beside = Path(sys.executable).with_name("datagate")
+    found = str(beside) if beside.is_file() else shutil.which("datagate")
+    if found is None:
+        raise BenchError("no `datagate` command found (install the project: pip install -e .)")
+    return found
+
+
+def _cli(command: list[str], env: dict[str, str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"`{' '.join(command[1:3])}` failed: {exc}") from exc
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
+        raise BenchError(f"`{' '.join(command[1:3])}` exited {done.returncode}: {lines[-1]}")
+    return done.stdout
+
+
+@contextmanager
+def datagate(
+    args: argparse.Namespace, upstream_port: int, workdir: Path
+) -> Iterator[tuple[int, str]]:
+    """Start `datagate run`; yield its data port and the bearer token to send."""
+    exe = datagate_command(args.datagate)
+    port, admin_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        DATAGATE_SERVER__PORT=str(port),
+        DATAGATE_SERVER__HOST=HOST,
+        DATAGATE_ADMIN__PORT=str(admin_port),
+        DATAGATE_ADMIN__HOST=HOST,
+        DATAGATE_UPSTREAMS__DEMO__URL=f"http://{HOST}:{upstream_port}",
+        DATAGATE_DATA_DIR=str(workdir / "data"),
+    )
+    if args.gateway_config:
+        config = Path(args.gateway_config).resolve()
+    else:
+        config = workdir / "demo-config.yaml"
+        config.write_text(_cli([exe, "demo", "--print-config"], env))
+    if args.token:
+        token = args.token
+    else:
+        mint = [exe, "token", "--sub", "bench", "--dept", "market-regulation", "--clearance", "1"]
+        token = _cli([*mint, "--config", str(config)], env).strip().splitlines()[-1]
+    log_path = workdir / "datagate.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [exe, "run", "--config", str(config)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        try:
+            wait_for_port(port, lambda: proc.poll() is None)
+        except BenchError as exc:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            raise BenchError(f"{exc}; last log line: {tail[0]}") from exc
+        yield port, token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# --- load generation ---
+
+
+def check_once(url: str, headers: dict[str, str]) -> None:
+    """One request that must succeed, so that we never benchmark an error page."""
+
+    async def fetch() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
+            return r.status, await r.read()
+
+    status, body = asyncio.run(fetch())
+    if status != 200:
+        raise BenchError(f"{url} answered {status}: {body[:200].decode(errors='replace')}")
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """The figures from `wrk --latency` output."""
+
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output, re.MULTILINE)
+        if match is None:
+            raise BenchError(f"unexpected wrk output (no {pattern!r}): {output.strip()[-300:]}")
+        return match
+
+    def percentile(pct: str) -> float:
+        match = find(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+
+    total = find(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)")
+    unit_ms = {**_UNITS, "m": 60_000.0}[total.group(3)]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return LoadResult(
+        requests=int(total.group(1)),
+        seconds=float(total.group(2)) * unit_ms / 1000,
+        rps=float(find(r"^Requests/sec:\s+([\d.]+)").group(1)),
+        p50_ms=percentile("50"),
+        p99_ms=percentile("99"),
+        failed=(int(failed.group(1)) if failed else 0)
+        + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
+    )
+
+
+def run_wrk(
+    url: str, headers: dict[str, str], args: argparse.Namespace, seconds: float
+) -> LoadResult:
+    command = [
+        "wrk",
+        f"-t{min(args.threads, args.connections)}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        *[f"-H{name}: {value}" for name, value in headers.items()],
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise BenchError(f"wrk exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return parse_wrk(done.stdout)
+
+
+def percentile_ms(sorted_seconds: list[float], pct: float) -> float:
+    if not sorted_seconds:
+        return float("nan")
+    index = min(len(sorted_seconds) - 1, int(len(sorted_seconds) * pct / 100))
+    return sorted_seconds[index] * 1000
+
+
+def python_load(url: str, headers: dict[str, str], connections: int, seconds: float) -> LoadResult:
+    """Fixed concurrency for a fixed time with aiohttp; runs in its own process."""
+
+    async def main() -> LoadResult:
+        latencies: list[float] = []
+        failed = 0
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            started = time.perf_counter()
+            deadline = started + seconds
+
+            async def worker() -> None:
+                nonlocal failed
+                while (begin := time.perf_counter()) < deadline:
+                    try:
+                        async with session.get(url) as response:
+                            await response.read()
+                            ok = response.status < 400
+                    except aiohttp.ClientError:
+                        ok = False
+                    latencies.append(time.perf_counter() - begin)
+                    failed += not ok
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.perf_counter() - started
+        latencies.sort()
+        return LoadResult(
+            requests=len(latencies),
+            seconds=elapsed,
+            rps=len(latencies) / elapsed,
+            p50_ms=percentile_ms(latencies, 50),
+            p99_ms=percentile_ms(latencies, 99),
+            failed=failed,
+        )
+
+    return asyncio.run(main())
+
+
+def measure(url: str, headers: dict[str, str], args: argparse.Namespace) -> LoadResult:
+    """Check one request, warm up, then measure."""
+    check_once(url, headers)
+    if args.loadgen == "wrk":
+        run_wrk(url, headers, args, args.warmup)
+        return run_wrk(url, headers, args, args.duration)
+    with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
+        pool.submit(python_load, url, headers, args.connections, args.warmup).result()
+        return pool.submit(python_load, url, headers, args.connections, args.duration).result()
+
+
+# --- the run ---
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench",
+        description=(
+            "Requests/s and p50/p99 latency of (a) the demo upstream, (b) a bare aiohttp "
+            "proxy and (c) DataGate, measured in one run; prints the ratio c/b."
+        ),
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target (10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every target this many times (1)"
+    )
+    parser.add_argument(
+        "--path", default="/api/enterprise/companies/1", help="request path for every target"
+    )
+    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk if installed (auto), or the Python one",
+    )
+    parser.add_argument("--gateway-config", help="DataGate config (default: the demo's)")
+    parser.add_argument("--token", help="bearer token for DataGate (default: minted)")
+    parser.add_argument("--datagate", help="path of the datagate executable")
+    parser.add_argument("--skip-gateway", action="store_true", help="measure (a) and (b) only")
+    parser.add_argument("--seed", type=int, default=7, help="demo data seed (7)")
+    parser.add_argument("--size", type=int, default=500, help="records per dataset (500)")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 0 or min(args.connections, args.threads, args.rounds) < 1:
+        parser.error(
+            "--duration must be >= 1, --warmup >= 0, --connections, --threads, --rounds >= 1"
+        )
+    if not args.path.startswith("/"):
+        parser.error("--path must start with /")
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif args.loadgen == "wrk" and not shutil.which("wrk"):
+        parser.error("--loadgen wrk: wrk is not on PATH")
+    return args
+
+
+def _report(name: str, result: LoadResult) -> None:
+    warn = f"  ({result.failed} failed)" if result.failed else ""
+    print(
+        f"{name:<10} {result.rps:>10.0f} {result.p50_ms:>9.2f} {result.p99_ms:>9.2f}"
+        f" {result.requests:>9}{warn}",
+        flush=True,
+    )
+
+
+def _header(title: str) -> None:
+    print(f"{title:<10} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>9}", flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Start the targets side by side (idle ones cost nothing), then measure them in turn."""
+    skipped: dict[str, str] = {}
+    targets: dict[str, tuple[str, dict[str, str]]] = {}
+    upstream_port, baseline_port = free_port(), free_port()
+    upstream = f"http://{HOST}:{upstream_port}"
+    print(
+        f"path {args.path}, {args.connections} connections, {args.duration:g} s per target "
+        f"after {args.warmup:g} s warm-up, {args.rounds} round(s), load generator: {args.loadgen}",
+        flush=True,
+    )
+    runs: dict[str, list[LoadResult]] = {}
+    with ExitStack() as stack:
+        stack.enter_context(serving(_run_upstream, upstream_port, args.seed, args.size))
+        targets["upstream"] = (upstream + args.path, {})
+        stack.enter_context(serving(_run_baseline, baseline_port, upstream))
+        targets["baseline"] = (f"http://{HOST}:{baseline_port}{args.path}", {})
+        if args.skip_gateway:
+            skipped["datagate"] = "--skip-gateway"
+        else:
+            try:
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dg-bench-")))
+                port, token = stack.enter_context(datagate(args, upstream_port, workdir))
+                auth = {"Authorization": f"Bearer {token}"}
+                targets["datagate"] = (f"http://{HOST}:{port}{args.path}", auth)
+            except BenchError as exc:
+                skipped["datagate"] = str(exc)
+        for number in range(1, args.rounds + 1):
+            _header(f"round {number}" if args.rounds > 1 else "target")
+            for name, (url, headers) in targets.items():
+                if name in skipped:
+                    continue
+                try:
+                    result = measure(url, headers, args)
+                except BenchError as exc:
+                    if name != "datagate":
+                        raise
+                    skipped[name] = str(exc)
+                    continue
+                runs.setdefault(name, []).append(result)
+                _report(name, result)
+    # With several rounds, each target is represented by its median-throughput run.
+    results = {
+        name: sorted(found, key=lambda r: r.rps)[(len(found) - 1) // 2]
+        for name, found in runs.items()
+    }
+    if args.rounds > 1:
+        _header("median")
+        for name, result in results.items():
+            _report(name, result)
+    if "datagate" in skipped:
+        print(f"datagate skipped: {skipped['datagate']}", flush=True)
+    ratios = {"b/a": results["baseline"].rps / results["upstream"].rps}
+    if "datagate" in results:
+        ratios["c/b"] = results["datagate"].rps / results["baseline"].rps
+    print(f"b/a = {ratios['b/a']:.2f}")
+    print(f"c/b = {ratios['c/b']:.2f}" if "c/b" in ratios else "c/b = n/a (DataGate not measured)")
+    return {
+        "path": args.path,
+        "connections": args.connections,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "loadgen": args.loadgen,
+        "results": {name: dataclasses.asdict(result) for name, result in results.items()},
+        "runs": {name: [dataclasses.asdict(r) for r in found] for name, found in runs.items()},
+        "ratios": ratios,
+        "skipped": skipped,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = run(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json_out:
+        args.json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
