@@ -14,7 +14,8 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, StateUnavailable
 from gateway.logs import get_logger
-from gateway.stages.forward import BodyTransform, ForwardStage
+from gateway.masking.codecs import BodyTransform
+from gateway.stages.forward import ForwardStage
 from gateway.stages.record import RecordStage
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

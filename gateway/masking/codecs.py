@@ -59,6 +59,8 @@ class BodyTransform(Protocol):
 
     def finish(self) -> bytes: ...
 
+    def whole(self, body: bytes) -> bytes: ...
+
 
 class _Codec(Protocol):
     def feed(self, data: bytes) -> bytes: ...
@@ -172,6 +174,11 @@ class JsonCodec:
 
     def _oversize(self, what: str) -> MaskingError:
         return MaskingError("body_too_large", f"cannot mask {what}", code=self._too_large)
+
+    def expect_whole(self) -> None:
+        """The whole body comes in one piece: parse it once, skip the streaming lexer."""
+        if self._state == "start":
+            self._state = "doc"
 
     def _start(self) -> bytes:
         buf = self._buf
@@ -604,6 +611,13 @@ class Pipeline:
         self._expected = expected_length
         self._on_finish = on_finish
         self._failed: MaskingError | None = None
+
+    def whole(self, body: bytes) -> bytes:
+        """Mask a body that was read whole (small responses): one parse, one walk, one dump."""
+        expect_whole = getattr(self._codec, "expect_whole", None)
+        if expect_whole is not None:
+            expect_whole()
+        return self.feed(body) + self.finish()
 
     def feed(self, chunk: bytes) -> bytes:
         if self._failed is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +13,7 @@ from yarl import URL
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.masking.codecs import BodyTransform
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the proxy ones.
 HOP_BY_HOP = frozenset(
@@ -48,16 +48,6 @@ CLASSIFIED_DROP = frozenset({"accept-encoding", "range", "if-range"})
 CHUNK = 64 * 1024
 # Bodies up to this size are read whole and answered with an exact Content-Length.
 BUFFER_LIMIT = 256 * 1024
-
-
-class BodyTransform(Protocol):
-    """An incremental rewrite of a response body (the mask stage provides it)."""
-
-    content_type: str
-
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -254,7 +244,7 @@ class ForwardStage:
             if length is not None and length <= BUFFER_LIMIT:
                 body = await self._read_whole(upstream)
                 if transform is not None:
-                    body = transform.feed(body) + transform.finish()
+                    body = transform.whole(body)
                     headers["Content-Type"] = transform.content_type
                 ctx.status = upstream.status
                 ctx.bytes_out = len(body)
