@@ -1,0 +1,1 @@
+"""The security circuit breaker: suspends sharing per principal, department, dataset or pair."""

@@ -1,0 +1,134 @@
+"""Incident records: OCSF 2004 shape with ECS mirror, repeats, workflow, deadline."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from detectors.detection import Detection, Evidence
+from gateway.incidents import model
+from tests.incidents.conftest import Finding
+
+T0 = 1_700_000_000.0
+
+
+def new(**kw: object) -> dict[str, object]:
+    return model.build(
+        Finding(),
+        incident_id="inc-1",
+        now=T0,
+        client_ip="10.0.0.9",
+        path="/citizens/7",
+        request_id="r-3",
+        level=3,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_build_is_an_ocsf_detection_finding_with_ecs_mirror() -> None:
+    i = new()
+    assert (i["class_uid"], i["category_uid"], i["type_uid"], i["activity_id"]) == (
+        2004,
+        2,
+        200401,
+        1,
+    )
+    info = i["finding_info"]
+    assert info["uid"] == "inc-1" and info["types"] == ["bulk_export"]
+    assert info["first_seen_time"] == info["last_seen_time"] == int(T0 * 1000)
+    assert (i["severity_id"], i["severity"], i["status_id"], i["status"]) == (4, "High", 1, "New")
+    assert i["is_alert"] is True and i["risk_score"] == 92
+    assert i["actor"]["user"] == {"uid": "alice", "name": "alice", "groups": [{"name": "tax"}]}
+    assert i["src_endpoint"] == {"ip": "10.0.0.9"}
+    assert i["resources"] == [{"uid": "citizens", "type": "dataset", "labels": ["level:3"]}]
+    [analysis] = i["anomaly_analyses"]
+    assert analysis["anomalies"][0]["observations"] == [{"value": "5000.0"}]
+    assert analysis["baselines"][0]["observations"] == [{"value": "40.0"}]
+    assert i["remediation"]["desc"]
+    assert i["event"]["kind"] == "alert" and i["user"]["id"] == "alice"
+    assert i["source"]["ip"] == "10.0.0.9" and i["url"]["path"] == "/citizens/7"
+    assert i["rule"]["name"] == "bulk_export"
+    assert i["dedup_key"] == "bulk_export|alice|citizens"
+    assert i["evidence"]["sample_request_ids"] == ["r-1", "r-2", "r-3"]
+    assert i["sla"]["due_at"] == model.iso(T0 + 7200)
+    assert orjson.loads(orjson.dumps(i)) == i  # plain JSON
+
+
+def test_the_detectors_detection_builds_an_incident() -> None:
+    d = Detection(
+        rule="enumeration",
+        severity=3,
+        scope="principal",
+        key="bob",
+        principal="bob",
+        department="health",
+        dataset="medical",
+        title="Sequential ids",
+        score=0.7,
+        ts=T0,
+        evidence=Evidence(
+            observed={"distinct_ids": 90.0},
+            baseline={"distinct_ids": 4.0},
+            features={"distinct_ids": 90.0},
+            sample_request_ids=("q-1",),
+        ),
+    )
+    i = model.build(d, incident_id="inc-2", now=T0)
+    assert i["user"] == {"id": "bob", "group": {"name": "health"}}
+    assert i["evidence"]["baseline"] == {"distinct_ids": 4.0} and i["risk_score"] == 70
+
+
+def test_repeat_counts_and_moves_last_seen() -> None:
+    i = model.repeat(new(), Finding(severity=5, score=0.5), T0 + 30, "r-9", max_samples=3)
+    assert i["count"] == 2 and i["finding_info"]["last_seen_time"] == int((T0 + 30) * 1000)
+    assert i["finding_info"]["first_seen_time"] == int(T0 * 1000)
+    assert (i["severity_id"], i["severity"], i["risk_score"]) == (5, "Critical", 92)
+    assert i["evidence"]["sample_request_ids"] == ["r-2", "r-3", "r-9"]
+    assert (i["activity_id"], i["type_uid"]) == (2, 200402)
+
+
+def test_workflow_records_who_when_and_note() -> None:
+    i = model.acknowledge(new(), "soc-ann", "looking", T0 + 60)
+    assert (i["status_id"], i["status"], i["sla"]["acknowledged_at"]) == (
+        2,
+        "In Progress",
+        model.iso(T0 + 60),
+    )
+    i = model.resolve(i, "soc-bob", "batch job, approved", T0 + 120)
+    assert (i["status_id"], i["activity_id"]) == (4, 3)
+    assert [(h["state"], h["by"], h["note"]) for h in i["workflow"]["history"]] == [
+        ("new", "automation", ""),
+        ("acknowledged", "soc-ann", "looking"),
+        ("resolved", "soc-bob", "batch job, approved"),
+    ]
+    with pytest.raises(model.WorkflowError, match="incident is already resolved"):
+        model.acknowledge(i, "x", "", T0)
+
+
+def test_resolve_requires_a_note_and_may_skip_ack() -> None:
+    with pytest.raises(model.WorkflowError, match="note: resolving an incident requires a note"):
+        model.resolve(new(), "soc", " ", T0)
+    i = model.resolve(new(), "soc", "dup", T0 + 5)
+    assert i["sla"]["acknowledged_at"] == model.iso(T0 + 5)
+
+
+def test_overdue_only_when_new_past_the_deadline_and_not_escalated() -> None:
+    i = new()
+    assert not model.overdue(i, T0 + 7199)
+    assert model.overdue(i, T0 + 7200)
+    e = model.escalate(i, T0 + 7200)
+    assert e["sla"]["escalated_at"] == model.iso(T0 + 7200) and not model.overdue(e, T0 + 9999)
+    assert not model.overdue(model.acknowledge(i, "soc", "", T0 + 10), T0 + 9999)
+
+
+def test_action_and_emission_rule() -> None:
+    i = model.with_action(new(), "principal", "alice", "open", T0 + 60, T0)
+    assert i["action"] == {
+        "breaker": {
+            "scope": "principal",
+            "key": "alice",
+            "state": "open",
+            "until": model.iso(T0 + 60),
+        }
+    }
+    assert [c for c in range(1, 20) if model.worth_emitting(c)] == [1, 2, 4, 8, 16]

@@ -1,0 +1,141 @@
+"""Incidents on both state backends: dedup, workflow, filters, escalation, store outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.errors import StateUnavailable
+from gateway.incidents.config import FileSinkConfig, IncidentsConfig
+from gateway.incidents.model import WorkflowError
+from gateway.incidents.service import IncidentNotFound, Incidents
+from gateway.incidents.sinks import FileSink, Sinks
+from gateway.state import RedisBackend, StateBackend
+from tests.incidents.conftest import Clock, Finding, free_port
+
+
+def file_lines(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+async def incidents(
+    backend: StateBackend, clock: Clock, tmp_path: Path
+) -> AsyncIterator[Incidents]:
+    sinks = Sinks([FileSink(FileSinkConfig(path=tmp_path / "incidents.jsonl"))])
+    service = Incidents(backend, IncidentsConfig(escalation_interval=3600), sinks, clock)
+    await service.start()
+    yield service
+    await service.close()
+
+
+async def test_repeats_within_the_window_update_one_incident(
+    incidents: Incidents, clock: Clock, tmp_path: Path
+) -> None:
+    first = await incidents.raise_detection(Finding(), request_id="r-10")
+    for n in range(4):
+        clock.advance(60)
+        again = await incidents.raise_detection(Finding(), request_id=f"r-{11 + n}")
+    uid = first["finding_info"]["uid"]
+    assert again["finding_info"]["uid"] == uid and again["count"] == 5
+    assert (await incidents.get(uid))["count"] == 5
+    other = await incidents.raise_detection(Finding(principal="bob"))
+    assert other["finding_info"]["uid"] != uid
+    await incidents.close()
+    counts = [i["count"] for i in file_lines(tmp_path / "incidents.jsonl")]
+    assert counts == [1, 2, 4, 1]  # repeats reach the sinks at powers of two
+
+
+async def test_a_repeat_after_the_window_or_resolution_raises_a_new_one(
+    incidents: Incidents, clock: Clock
+) -> None:
+    first = await incidents.raise_detection(Finding())
+    clock.advance(incidents.config.dedup_window + 1)
+    second = await incidents.raise_detection(Finding())
+    assert second["finding_info"]["uid"] != first["finding_info"]["uid"]
+    await incidents.resolve(second["finding_info"]["uid"], "soc", "handled")
+    third = await incidents.raise_detection(Finding())
+    assert third["finding_info"]["uid"] not in {
+        first["finding_info"]["uid"],
+        second["finding_info"]["uid"],
+    }
+
+
+async def test_workflow_and_errors(incidents: Incidents) -> None:
+    uid = (await incidents.raise_detection(Finding()))["finding_info"]["uid"]
+    acked = await incidents.acknowledge(uid, "soc-ann", "on it")
+    assert acked["workflow"]["state"] == "acknowledged"
+    with pytest.raises(WorkflowError, match="incident is already acknowledged"):
+        await incidents.acknowledge(uid, "soc-ann")
+    with pytest.raises(WorkflowError, match="note: resolving an incident requires a note"):
+        await incidents.resolve(uid, "soc-ann", "")
+    with pytest.raises(IncidentNotFound):
+        await incidents.acknowledge("inc-missing", "soc")
+    with pytest.raises(IncidentNotFound):
+        await incidents.get("inc-missing")
+
+
+async def test_filters(incidents: Incidents, clock: Clock) -> None:
+    a = await incidents.raise_detection(Finding(severity=2))
+    clock.advance(10)
+    b = await incidents.raise_detection(
+        Finding(rule="enumeration", principal="bob", dataset="medical", severity=5)
+    )
+    await incidents.acknowledge(b["finding_info"]["uid"], "soc")
+    ids = lambda xs: [x["finding_info"]["uid"] for x in xs]  # noqa: E731
+    a_id, b_id = a["finding_info"]["uid"], b["finding_info"]["uid"]
+    assert ids(await incidents.search()) == [b_id, a_id]
+    assert ids(await incidents.search(status="new")) == [a_id]
+    assert ids(await incidents.search(min_severity=4)) == [b_id]
+    assert ids(await incidents.search(principal="alice")) == [a_id]
+    assert ids(await incidents.search(dataset="medical")) == [b_id]
+    assert ids(await incidents.search(since=clock.now - 5)) == [b_id]
+
+
+async def test_escalation_when_the_deadline_passes_unhandled(
+    incidents: Incidents, clock: Clock, tmp_path: Path
+) -> None:
+    late = await incidents.raise_detection(Finding())
+    handled = await incidents.raise_detection(Finding(principal="bob"))
+    await incidents.acknowledge(handled["finding_info"]["uid"], "soc")
+    clock.advance(7199)
+    assert await incidents.escalate_overdue() == []
+    clock.advance(1)
+    [escalated] = await incidents.escalate_overdue()
+    assert escalated["finding_info"]["uid"] == late["finding_info"]["uid"]
+    assert escalated["escalation"]["reason"] == "handling deadline passed without acknowledgement"
+    assert await incidents.escalate_overdue() == []  # only once
+    await incidents.close()
+    assert "escalation" in file_lines(tmp_path / "incidents.jsonl")[-1]
+
+
+async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
+    clock: Clock, tmp_path: Path
+) -> None:
+    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", "t:", timeout=0.1)
+    sinks = Sinks([FileSink(FileSinkConfig(path=tmp_path / "incidents.jsonl"))])
+    service = Incidents(dead, IncidentsConfig(), sinks, clock)
+    await service.start()
+    incident = await service.raise_detection(Finding())
+    assert incident["stored"] is False
+    with pytest.raises(StateUnavailable):
+        await service.search()
+    await service.close()
+    await dead.close()
+    [line] = file_lines(tmp_path / "incidents.jsonl")
+    assert line["finding_info"]["uid"] == incident["finding_info"]["uid"]
+
+
+async def test_two_processes_raising_the_same_detection_share_one_incident(
+    redis_url: str, redis_prefix: str, clock: Clock
+) -> None:
+    backends = [RedisBackend(redis_url, redis_prefix) for _ in range(2)]
+    one, two = (Incidents(b, IncidentsConfig(file=None), Sinks([]), clock) for b in backends)
+    a = await one.raise_detection(Finding())
+    b = await two.raise_detection(Finding())
+    assert a["finding_info"]["uid"] == b["finding_info"]["uid"] and b["count"] == 2
+    for backend in backends:
+        await backend.close()
