@@ -9,7 +9,18 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admin import dashboard
 from gateway.admin.app import admin_app
+from gateway.admin.stats import DashboardStats
+from gateway.audit.writer import AuditWriter
+from gateway.breaker import admin as breaker_admin
+from gateway.breaker.store import Breakers
+from gateway.incidents import admin as incident_admin
+from gateway.incidents.findings import policy_rejected
+from gateway.incidents.responder import Responder
+from gateway.incidents.service import Incidents
+from gateway.incidents.sinks import build_sinks
+from gateway.limits import RateLimiter
 from gateway.clientip import client_ip_resolver
 from gateway.config import Config
 from gateway.errors import ConfigError
@@ -18,7 +29,7 @@ from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.pipeline import PassThrough, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.policy import admin as policy_admin
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.decider import Decider
@@ -26,8 +37,10 @@ from gateway.policy.grants import GrantStore
 from gateway.policy.store import PolicyStore
 from gateway.stages.authenticate import AuthenticateStage
 from gateway.stages.authorise import AuthoriseStage
+from gateway.stages.suspension import SuspensionStage
 from gateway.stages.forward import ForwardStage, Upstream
 from gateway.stages.mask import MaskStage
+from gateway.stages.observe import ObserveStage
 from gateway.stages.record import RecordStage, iso
 from gateway.stages.route import RouteStage
 from gateway.state import StateBackend, open_backend
@@ -84,7 +97,13 @@ def data_app(pipeline: Pipeline) -> web.Application:
 class Gateway:
     """One gateway process: its state, its stages, its two listeners."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        worker: int | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.metrics = Metrics()
@@ -121,6 +140,16 @@ class Gateway:
         )
         self.policy.on_swap(self._policy_swapped)
         self.grants.on_refresh(self.decider.clear)
+        self.breakers = Breakers(self.state, config.breaker, clock)
+        self.incidents = Incidents(
+            self.state, config.incidents, build_sinks(config.incidents, self.state), clock
+        )
+        self.responder = Responder(self.breakers, self.incidents, config.breaker)
+        self.audit = (
+            AuditWriter(config.audit, clock, worker=worker) if config.audit.enabled else None
+        )
+        self.stats = DashboardStats(clock=clock)
+        self.suspension = SuspensionStage(self.breakers, config.breaker)
         self.forward = ForwardStage(
             upstreams_from(config),
             request_max_bytes=config.server.request_max_bytes,
@@ -129,14 +158,19 @@ class Gateway:
         self.record = RecordStage(
             self.metrics,
             policy_version=lambda: self.policy.current.version,
+            audit=self.audit,
+            sinks=(self.stats.add,),
+            outcomes=self.responder,
             log_requests=config.server.access_log,
         )
         self.pipeline = Pipeline(
             route=RouteStage(lambda: self.policy.current.catalog, config.server.max_path_length),
             authenticate=AuthenticateStage(self.verifier),
-            suspension=PassThrough("suspension"),
+            suspension=self.suspension,
             authorise=AuthoriseStage(self.decider),
-            observe=PassThrough("observe"),
+            observe=ObserveStage(
+                RateLimiter(self.state, config.limits), self.responder, self.suspension
+            ),
             forward=self.forward,
             mask=self.mask,
             record=self.record,
@@ -163,21 +197,59 @@ class Gateway:
         self.metrics.policy_info.clear()
         self.metrics.policy_info.labels(bundle.version).set(bundle.loaded_at)
 
-    def _policy_rejected(self, message: str) -> None:
+    async def _policy_rejected(self, message: str) -> None:
         self.log.error("policy_rejected_alert", message=message)
+        await self.incidents.raise_detection(
+            policy_rejected(message),
+            client_ip=None,
+            path=str(self.config.policy.dir),
+            request_id=None,
+            department=None,
+            level=None,
+        )
 
     def _grant_changed(self, action: str, grant: Any, actor: str) -> None:
         self.log.info("grant_changed", action=action, grant=grant.id, actor=actor)
+        if self.audit is not None:
+            self.audit.append(
+                {
+                    "type": "grant",
+                    "ts": iso(self.clock()),
+                    "action": action,
+                    "grant": grant.to_json(),
+                    "actor": actor,
+                }
+            )
+
+    def _admin_action(self, principal: Any, request: web.Request, status: int) -> None:
+        if self.audit is not None:
+            self.audit.append(
+                {
+                    "type": "admin",
+                    "ts": iso(self.clock()),
+                    "actor": principal.subject,
+                    "roles": sorted(principal.roles),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                }
+            )
 
     # --- admin ----------------------------------------------------------------------------
 
     def readiness(self) -> dict[str, Any]:
         bundle = self.policy.current
+        checks = {
+            "started": self.started,
+            "breakers": self.breakers.trusted,
+            "audit": self.audit is None or self.audit.healthy,
+        }
         return {
-            "ready": self.started,
+            "ready": all(checks.values()),
+            "checks": checks,
             "policy_version": bundle.version,
             "policy_loaded_at": iso(bundle.loaded_at),
-            "state": self.config.state.url.split("@")[-1] if self.started else "starting",
+            "state": self.state.name,
         }
 
     async def _admin_principal(self, request: web.Request) -> Any:
@@ -189,7 +261,13 @@ class Gateway:
             readiness=self.readiness,
             authenticate=self._admin_principal,
             roles=self.config.admin.roles,
-            route_tables=[policy_admin.routes(self.policy, self.grants, self.clock)],
+            route_tables=[
+                policy_admin.routes(self.policy, self.grants, self.clock),
+                incident_admin.routes(self.incidents),
+                breaker_admin.routes(self.breakers, self.clock),
+                dashboard.routes(self.stats, clock=self.clock),
+            ],
+            on_action=self._admin_action,
         )
 
     # --- life cycle -----------------------------------------------------------------------
@@ -200,11 +278,15 @@ class Gateway:
 
     async def start(self, *, reuse_port: bool = False) -> None:
         """Connect state, load views, then open the listeners; ListenError if a port is taken."""
+        if self.audit is not None:
+            await self.audit.start()
         await self.state.start()
         await self.revocations.start()
         await self.verifier.start()
         await self.grants.start()
         await self.policy.start()
+        await self.breakers.start()
+        await self.incidents.start()
         await self.forward.start()
         server, admin = self.config.server, self.config.admin
         self.listeners = [
@@ -233,8 +315,12 @@ class Gateway:
             if listener.runner is not None:
                 await listener.runner.cleanup()
         await self.forward.close()
+        await self.incidents.close()
+        await self.breakers.close()
         await self.policy.close()
         await self.grants.close()
         await self.verifier.close()
         await self.revocations.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.state.close()

@@ -14,7 +14,11 @@ from typing import Any
 import yaml
 
 from gateway.configtree import build, env_overrides, field
+from gateway.audit.config import AuditConfig
+from gateway.breaker.config import BreakerConfig
 from gateway.errors import ConfigError
+from gateway.incidents.config import IncidentsConfig
+from gateway.limits import LimitsConfig
 from gateway.identity.config import IdentityConfig
 from gateway.masking.config import MaskingConfig
 from gateway.policy.config import PolicyConfig
@@ -84,6 +88,10 @@ class Config:
     logging: LoggingConfig = field(LoggingConfig())
     policy: PolicyConfig = field(PolicyConfig())
     masking: MaskingConfig = field(MaskingConfig())
+    limits: LimitsConfig = field(LimitsConfig())
+    breaker: BreakerConfig = field(BreakerConfig())
+    incidents: IncidentsConfig = field(IncidentsConfig())
+    audit: AuditConfig = field(AuditConfig())
     data_dir: Path = Path("./datagate-data")
 
 
@@ -99,6 +107,15 @@ def parse_config(
     data = copy.deepcopy(data)
     env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX)
     config = build(Config, data)
+    # What the gateway writes (audit log, incidents) lives under data_dir; what it reads
+    # (policies, keys) is found from the config file's folder.
+    data_dir = resolve_paths(config.data_dir, base_dir)
+    config = dataclasses.replace(
+        config,
+        data_dir=data_dir,
+        audit=resolve_paths(config.audit, data_dir),
+        incidents=resolve_paths(config.incidents, data_dir),
+    )
     return resolve_paths(config, base_dir)
 
 

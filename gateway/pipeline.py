@@ -79,8 +79,6 @@ def request_id(candidate: str | None) -> str:
 
 def error_response(ctx: RequestContext, exc: GatewayError) -> web.Response:
     headers = {"X-Request-ID": ctx.request_id, **exc.headers}
-    if ctx.audit_seq is not None:
-        headers["X-Audit-Seq"] = str(ctx.audit_seq)
     return web.Response(
         status=exc.status,
         body=orjson.dumps(exc.body(ctx.request_id)),
@@ -141,8 +139,15 @@ class Pipeline:
                 ctx, GatewayError("unavailable", "the gateway could not decide safely")
             )
         finally:
-            self.record(ctx)
+            await self.record(ctx)
+        if not response.prepared and ctx.audit_seq is not None:
+            response.headers["X-Audit-Seq"] = str(ctx.audit_seq)
         return response
+
+    def _before_stream(self, ctx: RequestContext, response: web.StreamResponse) -> None:
+        self.record.begin(ctx)
+        if ctx.audit_seq is not None:
+            response.headers["X-Audit-Seq"] = str(ctx.audit_seq)
 
     def _refuse(self, ctx: RequestContext, exc: GatewayError) -> web.Response:
         ctx.status = exc.status
@@ -154,11 +159,12 @@ class Pipeline:
 
     async def _forward(self, ctx: RequestContext) -> web.StreamResponse:
         await self.mask(ctx)
+        self.record.guard(ctx)
         upstream = await self.forward.open(ctx)
         try:
             try:
                 transform = self.mask.body_transform(ctx, upstream.status, upstream.headers)
-                return await self.forward.relay(ctx, upstream, transform)
+                return await self.forward.relay(ctx, upstream, transform, self._before_stream)
             except GatewayError:
                 raise
             except Exception as exc:

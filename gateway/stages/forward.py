@@ -4,7 +4,7 @@ the answer back, through the mask stage's body transform when there is one."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -46,6 +46,8 @@ GATEWAY_SET = frozenset(
 # Dropped on classified routes: the gateway must see whole, identity-encoded bodies to mask.
 CLASSIFIED_DROP = frozenset({"accept-encoding", "range", "if-range"})
 CHUNK = 64 * 1024
+# Called just before a streamed response sends its headers (the record stage's `begin`).
+BeforeStream = Callable[[RequestContext, web.StreamResponse], None]
 # Bodies up to this size are read whole and answered with an exact Content-Length.
 BUFFER_LIMIT = 256 * 1024
 
@@ -221,6 +223,7 @@ class ForwardStage:
         ctx: RequestContext,
         upstream: aiohttp.ClientResponse,
         transform: BodyTransform | None,
+        before_stream: BeforeStream,
     ) -> web.StreamResponse:
         """Answer the client from the upstream response, through `transform` when given.
 
@@ -255,7 +258,7 @@ class ForwardStage:
             raise GatewayError(
                 "upstream_error", f"the upstream response failed: {type(exc).__name__}"
             ) from None
-        return await self._stream(ctx, upstream, headers, transform)
+        return await self._stream(ctx, upstream, headers, transform, before_stream)
 
     async def _read_whole(self, upstream: aiohttp.ClientResponse) -> bytes:
         body = await upstream.read()
@@ -269,6 +272,7 @@ class ForwardStage:
         upstream: aiohttp.ClientResponse,
         headers: CIMultiDict[str],
         transform: BodyTransform | None,
+        before_stream: BeforeStream,
     ) -> web.StreamResponse:
         if transform is not None:
             headers["Content-Type"] = transform.content_type
@@ -287,6 +291,7 @@ class ForwardStage:
             raise GatewayError(
                 "upstream_error", f"the upstream response failed: {type(exc).__name__}"
             ) from None
+        before_stream(ctx, response)
         await response.prepare(ctx.request)
         try:
             if out:

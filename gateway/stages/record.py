@@ -1,19 +1,33 @@
-"""Record stage: the access event of each request, to the log, the metrics, the audit log and
-the detectors."""
+"""Record stage: the access event of each request, to the audit log, the metrics, the log line,
+the dashboard, the detectors and the breaker's outcome window."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from gateway.context import RequestContext
+from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 
-EventSink = Callable[[dict[str, Any]], None]
 _UTC = dt.UTC
+
+
+class AuditLog(Protocol):
+    @property
+    def healthy(self) -> bool: ...
+
+    def append(self, record: dict[str, Any]) -> int: ...
+
+
+class OutcomeListener(Protocol):
+    async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None: ...
+
+
+EventSink = Callable[[dict[str, Any]], None]
 
 
 def iso(ts: float) -> str:
@@ -25,8 +39,10 @@ def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
     principal = ctx.principal
     dataset = ctx.dataset
     decision = ctx.decision
-    headers = ctx.request.headers
+    request = ctx.request
+    allowed = ctx.error is None and decision is not None and decision.allowed
     event: dict[str, Any] = {
+        "type": "access",
         "ts": iso(ctx.ts),
         "request_id": ctx.request_id,
         "principal": principal.subject if principal else None,
@@ -35,29 +51,28 @@ def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
         "roles": sorted(principal.roles) if principal else [],
         "token_id": principal.token_id if principal else None,
         "client_ip": ctx.client_ip,
-        "user_agent": headers.get("User-Agent", ""),
+        "user_agent": request.headers.get("User-Agent", ""),
         "method": ctx.method,
-        "path": ctx.path or ctx.request.path,
-        "query_keys": sorted({k for k in ctx.request.query}) if ctx.query else [],
+        "path": ctx.path or request.path,
+        "query_keys": sorted(request.query) if ctx.query else [],
         "dataset": dataset.id if dataset else None,
         "level": dataset.level if dataset else None,
         "action": ctx.action if dataset else None,
         "record_id": ctx.record_id,
         "purpose": ctx.purpose,
-        "decision": "allow" if ctx.error is None and decision is not None else "deny",
-        "reason": ctx.reason,
+        "decision": "allow" if allowed else "deny",
+        "reason": ctx.reason if ctx.error else (decision.reason if decision else None),
         "error": ctx.error,
         "status": ctx.status,
         "bytes_out": ctx.bytes_out,
         "records_out": ctx.records_out,
         "masked_fields": ctx.masked_fields,
         "findings": ctx.findings,
-        "score": ctx.score,
+        "score": round(ctx.score, 4),
         "latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
         "policy_version": policy_version,
     }
     if decision is not None:
-        event["decision"] = "allow" if decision.allowed and ctx.error is None else "deny"
         event["rule"] = decision.rule.where if decision.rule else None
         event["grant_id"] = decision.grant_id
         if decision.monitor:
@@ -74,20 +89,59 @@ class RecordStage:
         self,
         metrics: Metrics,
         policy_version: Callable[[], str],
-        sinks: Sequence[EventSink] = (),
+        *,
+        audit: AuditLog | None = None,
+        sinks: tuple[EventSink, ...] = (),
+        outcomes: OutcomeListener | None = None,
         log_requests: bool = True,
     ) -> None:
         self._metrics = metrics
         self._policy_version = policy_version
-        self._sinks = list(sinks)
+        self._audit = audit
+        self._sinks = sinks
+        self._outcomes = outcomes
         self._log = get_logger("datagate.access")
         self._log_requests = log_requests
 
-    def add_sink(self, sink: EventSink) -> None:
-        self._sinks.append(sink)
+    def guard(self, ctx: RequestContext) -> None:
+        """Before forwarding: with the audit log failing, classified data is not served."""
+        audit = self._audit
+        if audit is not None and not audit.healthy and ctx.dataset is not None:
+            if ctx.dataset.level >= 2:
+                raise GatewayError(
+                    "unavailable",
+                    "the audit log cannot be written; classified data is not served",
+                    reason="audit_unavailable",
+                )
 
-    def __call__(self, ctx: RequestContext) -> dict[str, Any]:
+    def begin(self, ctx: RequestContext) -> None:
+        """A streamed response is about to send its headers: record the access now, so the
+        response carries its audit sequence; `__call__` adds the figures when it ends."""
+        if self._audit is not None:
+            ctx.audit_seq = self._audit.append(access_event(ctx, self._policy_version()))
+
+    async def __call__(self, ctx: RequestContext) -> dict[str, Any]:
         event = access_event(ctx, self._policy_version())
+        if self._audit is not None:
+            if ctx.audit_seq is None:
+                ctx.audit_seq = self._audit.append(event)
+            else:
+                self._audit.append(
+                    {
+                        "type": "access_end",
+                        "ts": iso(time.time()),
+                        "request_id": ctx.request_id,
+                        "begin_seq": ctx.audit_seq,
+                        "status": ctx.status,
+                        "error": ctx.error,
+                        "reason": ctx.reason,
+                        "bytes_out": ctx.bytes_out,
+                        "records_out": ctx.records_out,
+                        "masked_fields": ctx.masked_fields,
+                        "findings": ctx.findings,
+                        "latency_ms": event["latency_ms"],
+                    }
+                )
         route = event["dataset"] or "-"
         self._metrics.requests.labels(route, str(ctx.status), event["decision"]).inc()
         self._metrics.latency.labels(route).observe(event["latency_ms"] / 1000)
@@ -96,6 +150,12 @@ class RecordStage:
             self._metrics.upstream_errors.labels(route, failure).inc()
         for sink in self._sinks:
             sink(event)
+        if (
+            self._outcomes is not None
+            and ctx.principal is not None
+            and ctx.error != "sharing_suspended"
+        ):
+            await self._outcomes.on_outcome(ctx)
         if self._log_requests:
             self._log.info(
                 "request",
@@ -106,7 +166,8 @@ class RecordStage:
                 path=event["path"],
                 status=ctx.status,
                 decision=event["decision"],
-                reason=ctx.reason,
+                reason=event["reason"],
                 latency_ms=event["latency_ms"],
+                audit_seq=ctx.audit_seq,
             )
         return event
