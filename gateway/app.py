@@ -15,18 +15,18 @@ from gateway.admin.stats import DashboardStats
 from gateway.audit.writer import AuditWriter
 from gateway.breaker import admin as breaker_admin
 from gateway.breaker.store import Breakers
-from gateway.incidents import admin as incident_admin
-from gateway.incidents.findings import policy_rejected
-from gateway.incidents.responder import Responder
-from gateway.incidents.service import Incidents
-from gateway.incidents.sinks import build_sinks
-from gateway.limits import RateLimiter
 from gateway.clientip import client_ip_resolver
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
+from gateway.incidents import admin as incident_admin
+from gateway.incidents.findings import policy_rejected
+from gateway.incidents.responder import Responder
+from gateway.incidents.service import Incidents
+from gateway.incidents.sinks import build_sinks
+from gateway.limits import RateLimiter
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -37,12 +37,12 @@ from gateway.policy.grants import GrantStore
 from gateway.policy.store import PolicyStore
 from gateway.stages.authenticate import AuthenticateStage
 from gateway.stages.authorise import AuthoriseStage
-from gateway.stages.suspension import SuspensionStage
 from gateway.stages.forward import ForwardStage, Upstream
 from gateway.stages.mask import MaskStage
 from gateway.stages.observe import ObserveStage
 from gateway.stages.record import RecordStage, iso
 from gateway.stages.route import RouteStage
+from gateway.stages.suspension import SuspensionStage
 from gateway.state import StateBackend, open_backend
 
 

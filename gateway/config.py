@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
-from gateway.configtree import build, env_overrides, field
 from gateway.audit.config import AuditConfig
 from gateway.breaker.config import BreakerConfig
+from gateway.configtree import build, env_overrides, field
 from gateway.errors import ConfigError
+from gateway.identity.config import IdentityConfig
 from gateway.incidents.config import IncidentsConfig
 from gateway.limits import LimitsConfig
-from gateway.identity.config import IdentityConfig
 from gateway.masking.config import MaskingConfig
 from gateway.policy.config import PolicyConfig
 

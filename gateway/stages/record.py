@@ -106,13 +106,13 @@ class RecordStage:
     def guard(self, ctx: RequestContext) -> None:
         """Before forwarding: with the audit log failing, classified data is not served."""
         audit = self._audit
-        if audit is not None and not audit.healthy and ctx.dataset is not None:
-            if ctx.dataset.level >= 2:
-                raise GatewayError(
-                    "unavailable",
-                    "the audit log cannot be written; classified data is not served",
-                    reason="audit_unavailable",
-                )
+        dataset = ctx.dataset
+        if audit is not None and not audit.healthy and dataset is not None and dataset.level >= 2:
+            raise GatewayError(
+                "unavailable",
+                "the audit log cannot be written; classified data is not served",
+                reason="audit_unavailable",
+            )
 
     def begin(self, ctx: RequestContext) -> None:
         """A streamed response is about to send its headers: record the access now, so the
