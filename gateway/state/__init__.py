@@ -1,0 +1,32 @@
+"""State shared between requests and gateway processes: pick a backend from a URL."""
+
+from __future__ import annotations
+
+from gateway.errors import ConfigError, StateUnavailable
+from gateway.state.base import MessageHandler, StateBackend
+from gateway.state.memory import MemoryBackend
+from gateway.state.redis import RedisBackend
+
+__all__ = [
+    "MemoryBackend",
+    "MessageHandler",
+    "RedisBackend",
+    "StateBackend",
+    "StateUnavailable",
+    "open_backend",
+]
+
+
+def open_backend(url: str, prefix: str = "datagate:") -> StateBackend:
+    """`"memory"` for one process, or `redis://`, `rediss://`, `unix://` for shared state.
+
+    Nothing connects here: call `start()` on the result. A URL that cannot work raises
+    ConfigError naming the problem (passwords are never shown).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("state URL is empty; expected 'memory' or a redis:// URL")
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigError("state prefix must be a non-empty string")
+    if url == "memory":
+        return MemoryBackend()
+    return RedisBackend(url, prefix)

@@ -1,0 +1,87 @@
+"""Shared fixtures: a real Redis for the state tests, unique key prefixes, both backends."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from gateway.state import MemoryBackend, RedisBackend, StateBackend
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _shown(url: str) -> str:
+    """The URL without credentials, for skip and failure messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis: DATAGATE_TEST_REDIS_URL, or the default database 15 on localhost.
+
+    Skips (with the reason shown by `-ra`) when nothing answers, unless
+    DATAGATE_REQUIRE_REDIS=1, when the test fails instead.
+    """
+    url = os.environ.get("DATAGATE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"no Redis answers at {_shown(url)} ({exc})"
+        if os.environ.get("DATAGATE_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{reason}; DATAGATE_REQUIRE_REDIS=1 requires one", pytrace=False)
+        pytest.skip(f"{reason}; set DATAGATE_TEST_REDIS_URL or start redis-server")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix used by this test only; every key under it is deleted afterwards."""
+    prefix = f"datagate-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
+    """A started backend of each kind; the Redis one uses this test's own prefix."""
+    state: StateBackend
+    if request.param == "memory":
+        state = MemoryBackend()
+    else:
+        state = RedisBackend(
+            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        )
+    await state.start()
+    yield state
+    await state.close()
+
+
+@pytest.fixture
+async def peer(
+    backend: StateBackend, request: pytest.FixtureRequest
+) -> AsyncIterator[StateBackend]:
+    """Another process's view of `backend`'s state: a second Redis backend on the same
+    prefix; for memory, which is one process's state, the backend itself."""
+    if backend.name == "memory":
+        yield backend
+        return
+    other = RedisBackend(
+        request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    )
+    await other.start()
+    yield other
+    await other.close()
