@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -12,7 +11,6 @@ from gateway.breaker.config import BreakerConfig
 from gateway.context import RequestContext
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import Dataset
-from gateway.state import RedisBackend, StateBackend
 
 
 class Clock:
@@ -45,22 +43,6 @@ def config() -> BreakerConfig:
         reload_interval=0.05,
         stale_after=5.0,
     )
-
-
-@pytest.fixture
-async def peer(
-    backend: StateBackend, request: pytest.FixtureRequest
-) -> AsyncIterator[StateBackend]:
-    """Another process's connection to `backend`'s state (memory: the same backend)."""
-    if backend.name == "memory":
-        yield backend
-        return
-    other = RedisBackend(
-        request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    )
-    await other.start()
-    yield other
-    await other.close()
 
 
 def free_port() -> int:
