@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis for the state tests, unique key prefixes, both backends."""
+"""Shared fixtures: a real Redis for the state tests, unique key prefixes, both backends;
+and hypothesis settings that do not time examples (CI machines are shared and loaded)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from hypothesis import settings
 
 from gateway.state import MemoryBackend, RedisBackend, StateBackend
+
+settings.register_profile("datagate", deadline=None)
+settings.load_profile("datagate")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
