@@ -40,13 +40,24 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 def scrub(value: Any) -> Any:
     """A copy with secret keys dropped at every depth, keys as strings, unknown types as str."""
-    if isinstance(value, Mapping):
-        return {str(k): scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
-    if isinstance(value, (list, tuple, set, frozenset)):
+    kind = type(value)
+    # Exact-type checks first: this runs for every audit record, mostly on plain JSON data.
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
+    if kind is int:
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)  # 64-bit JSON readers
+    if kind is dict or isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            key = k if type(k) is str else str(k)
+            if key.lower() not in SECRET_KEYS:
+                out[key] = scrub(v)
+        return out
+    if kind is list or isinstance(value, (tuple, set, frozenset)):
         return [scrub(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
-        return str(value)  # JSON readers lose precision beyond 64 bits
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return scrub(int(value))
+    if isinstance(value, (str, float)):
         return value
     return str(value)
 

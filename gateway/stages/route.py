@@ -12,6 +12,7 @@ from gateway.policy.catalog import Catalog
 
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]*[0-9][A-Za-z0-9_-]*$")
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -49,7 +50,7 @@ def normalise_path(raw: str, max_length: int) -> str:
             path = path.decode("utf-8")
         except UnicodeDecodeError:
             raise PathError("path is not valid UTF-8 after decoding") from None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in path):
+    if _CONTROL.search(path):
         raise PathError("path has a control character")
     if not path.isascii() and unicodedata.normalize("NFKC", path) != path:
         raise PathError("path has characters that normalise differently (look-alikes)")
