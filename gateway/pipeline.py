@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -74,7 +74,7 @@ def request_id(candidate: str | None) -> str:
     """Keep a client's request id only if it is a safe short token."""
     if candidate and _SAFE_REQUEST_ID.match(candidate):
         return candidate
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def error_response(ctx: RequestContext, exc: GatewayError) -> web.Response:
