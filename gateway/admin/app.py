@@ -19,6 +19,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/openapi.json"}
 OPEN_PREFIXES = ("/static/",)
 STATIC_DIR = Path(__file__).parent / "static"
 
+# Where the admin app leaves the verified caller for the handlers (the actor of an action).
+PRINCIPAL = web.RequestKey("principal", Principal)
+
 Authenticator = Callable[[web.Request], Awaitable[Principal]]
 AuditAction = Callable[[Principal, web.Request, int], None]
 
@@ -62,7 +65,7 @@ def admin_app(
                     reason="missing_role",
                 )
             )
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         try:
             response = await handler(request)
         except web.HTTPException as exc:

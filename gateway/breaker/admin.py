@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admin.app import PRINCIPAL
 from gateway.breaker.config import SCOPES
 from gateway.breaker.core import BreakerState
 from gateway.breaker.store import Breakers
@@ -58,7 +59,7 @@ def text(body: dict[str, Any], name: str, required: bool = True) -> str:
 
 
 def actor(request: web.Request) -> str:
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     if not isinstance(principal, Principal):
         raise web.HTTPForbidden(
             text='{"error": "forbidden", "message": "no authenticated principal"}',
@@ -92,7 +93,7 @@ def view(s: BreakerState, now: float) -> dict[str, Any]:
 
 
 def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.RouteTableDef:
-    """GET /breakers, POST /breakers, POST /breakers/reset; request["principal"] is the actor."""
+    """GET /breakers, POST /breakers, POST /breakers/reset; request[PRINCIPAL] is the actor."""
     table = web.RouteTableDef()
 
     @table.get("/breakers")

@@ -42,10 +42,13 @@ class Breakers:
         backend: StateBackend,
         config: BreakerConfig,
         clock: Callable[[], float] = time.time,
+        age_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.config = config
         self.clock = clock
+        # How fresh the view is, on a clock that wall-clock jumps do not move.
+        self.age_clock = age_clock
         self._versions: dict[str, int] = {}
         # Only breakers that can refuse or admit probes; empty in the common case.
         self.active: dict[str, BreakerState] = {}
@@ -66,7 +69,7 @@ class Breakers:
 
         A backend that is down at start leaves the view untrusted (fail closed) and the
         loop keeps retrying."""
-        self._beat_ok = self.clock()
+        self._beat_ok = self.age_clock()
         # A corrupt record leaves the view untrusted too: we cannot know what it said.
         with contextlib.suppress(StateUnavailable, ValueError):
             # If Redis is down, its backend keeps the handler and subscribes it on return.
@@ -88,7 +91,7 @@ class Breakers:
     @property
     def trusted(self) -> bool:
         """True while the view is known to be current: reloads and heartbeats are arriving."""
-        return self.clock() < self._fresh_until
+        return self.age_clock() < self._fresh_until
 
     def _refreshed(self) -> None:
         self._fresh_until = min(self._reload_ok, self._beat_ok) + self.config.stale_after
@@ -231,7 +234,7 @@ class Breakers:
         raw = await self.backend.hgetall(HASH)
         for value in raw.values():
             self._apply(BreakerState.from_bytes(value))
-        self._reload_ok = self.clock()
+        self._reload_ok = self.age_clock()
         self._refreshed()
 
     def _apply(self, s: BreakerState) -> None:
@@ -251,7 +254,7 @@ class Breakers:
             data: dict[str, Any] = orjson.loads(message)
             if data.get("type") == "beat":
                 if data.get("id") == self._beat_id:
-                    self._beat_ok = self.clock()
+                    self._beat_ok = self.age_clock()
                     self._refreshed()
                 return
             data.pop("type", None)

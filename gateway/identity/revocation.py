@@ -33,11 +33,14 @@ class RevocationList:
         backend: StateBackend,
         *,
         clock: Callable[[], float] = time.time,
+        age_clock: Callable[[], float] = time.monotonic,
         reload_interval: float = 30.0,
         retry_interval: float = 1.0,
     ) -> None:
         self._backend = backend
         self._clock = clock
+        # How old the view is, on a clock that wall-clock jumps do not move.
+        self._age_clock = age_clock
         self._reload_interval = reload_interval
         self._retry_interval = retry_interval
         self._revoked: dict[str, float] = {}
@@ -67,7 +70,7 @@ class RevocationList:
     @property
     def trusted(self) -> bool:
         loaded = self._loaded_at
-        return loaded is not None and self._clock() - loaded <= 2 * self._reload_interval
+        return loaded is not None and self._age_clock() - loaded <= 2 * self._reload_interval
 
     def check(self, jti: str | None) -> None:
         """Raise 401 `revoked` for a revoked jti, 503 when the view cannot be trusted."""
@@ -132,7 +135,7 @@ class RevocationList:
             else:
                 view[jti] = until
         self._revoked = view
-        self._loaded_at = now
+        self._loaded_at = self._age_clock()
         for jti in expired:
             with contextlib.suppress(StateUnavailable):
                 await self._backend.hdel(REVOKED_HASH, jti)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admin.app import PRINCIPAL
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
@@ -20,7 +21,7 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 
 
 def _actor(request: web.Request) -> str | None:
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     return principal.subject if isinstance(principal, Principal) else None
 
 
@@ -35,7 +36,7 @@ def grant_view(grant: Grant, now: float) -> dict[str, Any]:
 
 
 def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -> web.RouteTableDef:
-    """The policy and grant endpoints; the admin app authenticates and sets request["principal"]."""
+    """The policy and grant endpoints; the admin app authenticates and sets request[PRINCIPAL]."""
     table = web.RouteTableDef()
 
     @table.get("/grants")

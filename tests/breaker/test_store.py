@@ -111,7 +111,7 @@ async def test_rejects_bad_soc_input(pair: tuple[Breakers, Breakers]) -> None:
 async def test_view_goes_untrusted_when_reloads_stop(
     backend: StateBackend, config: BreakerConfig, clock: Clock
 ) -> None:
-    view = Breakers(backend, config, clock)
+    view = Breakers(backend, config, clock, age_clock=clock)
     await view.start()
     try:
         assert view.trusted

@@ -147,6 +147,7 @@ class RunningGateway:
 
     def token(self, **claims: Any) -> str:
         args = {"sub": "alice", "dept": "market-regulation", "clearance": 1, **claims}
+        args.setdefault("now", self.gateway.clock())
         return mint_token(self.gateway.config.identity, **args)
 
     def auth(self, **claims: Any) -> dict[str, str]:
@@ -166,8 +167,8 @@ class RunningGateway:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(config: Any) -> Any:
-    gateway = Gateway(config)
+async def running_gateway(config: Any, clock: Any = None) -> Any:
+    gateway = Gateway(config) if clock is None else Gateway(config, clock=clock)
     await gateway.start()
     data_url, admin_url = gateway.urls()
     async with aiohttp.ClientSession(auto_decompress=False) as session:

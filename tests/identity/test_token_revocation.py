@@ -138,7 +138,7 @@ async def test_bad_revoke_arguments(jti: object, until: object, words: str, cloc
 
 async def test_untrusted_view_fails_closed(clock: Clock) -> None:
     backend = MemoryBackend()
-    revocations = RevocationList(backend, clock=clock, reload_interval=30)
+    revocations = RevocationList(backend, clock=clock, age_clock=clock, reload_interval=30)
     assert reason(revocations, "t1") == "revocation_unavailable"  # never loaded
     await revocations.reload()
     assert reason(revocations, "t1") is None

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.admin.app import PRINCIPAL
 from gateway.breaker import admin as breaker_admin
 from gateway.breaker.config import BreakerConfig
 from gateway.breaker.store import Breakers
@@ -23,7 +24,7 @@ from gateway.incidents.sinks import Sinks
 from gateway.state import MemoryBackend
 from tests.incidents.conftest import Clock, Finding
 
-# The admin app keys request["principal"] by string, as this stand-in does.
+# The admin app leaves the verified caller under PRINCIPAL.
 pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.RequestKey")
 
 SOC = Principal(subject="soc-ann", department="soc", clearance=4, roles=frozenset({"soc"}))
@@ -49,7 +50,7 @@ async def soc() -> AsyncIterator[Soc]:
     async def principal(request: web.Request, handler: Any) -> web.StreamResponse:
         # Stands in for the admin app's token check: it puts the verified principal here.
         if request.headers.get("Authorization") == "Bearer good":
-            request["principal"] = SOC
+            request[PRINCIPAL] = SOC
         return await handler(request)
 
     app = web.Application(middlewares=[principal])

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.admin.app import PRINCIPAL
 from gateway.identity.principal import Principal
 from gateway.policy.admin import routes
 from gateway.policy.config import PolicyConfig
@@ -51,7 +52,7 @@ async def client(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.headers.get("X-Test-Anonymous") is None:
-            request["principal"] = Principal(
+            request[PRINCIPAL] = Principal(
                 "sec-officer", "security", 4, frozenset({"security-officer"})
             )
         return await handler(request)

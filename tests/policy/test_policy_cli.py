@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.admin.app import PRINCIPAL
 from gateway.cli import grants as grants_cli
 from gateway.cli import policy as policy_cli
 from gateway.cli.adminclient import CLIError
@@ -323,7 +324,7 @@ async def test_grants_cli_against_the_admin_api(
     async def authenticated(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request["principal"] = Principal("sec-officer", "security", 4)
+        request[PRINCIPAL] = Principal("sec-officer", "security", 4)
         return await handler(request)
 
     app = web.Application(middlewares=[authenticated])
