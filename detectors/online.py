@@ -134,6 +134,11 @@ class Detector:
         state.last_ts = ts
         return state
 
+    def forget(self, principal: str) -> None:
+        """Start afresh for `principal` (after a SOC reset cleared it): its windows and firing
+        rules go, so the evidence the SOC has already judged does not trip it again."""
+        self.principals.pop(principal, None)
+
     # -- per request -----------------------------------------------------------------------
 
     def observe(self, event: AccessEvent) -> Assessment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from detectors import Detector, ModelResult, load_configured_model
 from gateway.admin import dashboard
 from gateway.admin.app import admin_app
 from gateway.admin.stats import DashboardStats
@@ -149,6 +151,18 @@ class Gateway:
             AuditWriter(config.audit, clock, worker=worker) if config.audit.enabled else None
         )
         self.stats = DashboardStats(clock=clock)
+        self.detector = (
+            Detector(
+                config.detection,
+                load_configured_model(config.detection),
+                on_result=self._model_result,
+            )
+            if config.detection.enabled
+            else None
+        )
+        self._background: set[asyncio.Task[Any]] = set()
+        if self.detector is not None:
+            self.breakers.on_reset(self._soc_reset)
         self.suspension = SuspensionStage(self.breakers, config.breaker)
         self.forward = ForwardStage(
             upstreams_from(config),
@@ -159,6 +173,7 @@ class Gateway:
             self.metrics,
             policy_version=lambda: self.policy.current.version,
             audit=self.audit,
+            detector=self.detector,
             sinks=(self.stats.add,),
             outcomes=self.responder,
             log_requests=config.server.access_log,
@@ -169,7 +184,10 @@ class Gateway:
             suspension=self.suspension,
             authorise=AuthoriseStage(self.decider),
             observe=ObserveStage(
-                RateLimiter(self.state, config.limits), self.responder, self.suspension
+                RateLimiter(self.state, config.limits),
+                self.detector,
+                self.responder,
+                self.suspension,
             ),
             forward=self.forward,
             mask=self.mask,
@@ -191,6 +209,28 @@ class Gateway:
 
     def _check_masking(self, bundle: PolicyBundle) -> None:
         self.mask.check(bundle.catalog.datasets.values())
+
+    def _soc_reset(self, state: Any) -> None:
+        """The SOC judged a principal's suspension: its detector state starts afresh."""
+        if self.detector is not None and state.scope == "principal":
+            self.detector.forget(state.key)
+
+    def _model_result(self, result: ModelResult) -> None:
+        """The batch-scored model found a principal anomalous: raise it (off the request)."""
+        if result.detection is None:
+            return
+        event = result.event
+        task = asyncio.ensure_future(
+            self.responder.on_model_detection(
+                result.detection,
+                client_ip=event.client_ip,
+                path=event.path,
+                request_id=event.request_id,
+                level=event.level,
+            )
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _policy_swapped(self, bundle: PolicyBundle) -> None:
         self.decider.clear()
@@ -287,6 +327,8 @@ class Gateway:
         await self.policy.start()
         await self.breakers.start()
         await self.incidents.start()
+        if self.detector is not None:
+            self.detector.start()
         await self.forward.start()
         server, admin = self.config.server, self.config.admin
         self.listeners = [
@@ -315,6 +357,10 @@ class Gateway:
             if listener.runner is not None:
                 await listener.runner.cleanup()
         await self.forward.close()
+        if self.detector is not None:
+            await self.detector.stop()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.incidents.close()
         await self.breakers.close()
         await self.policy.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from detectors.config import DetectionConfig
 from gateway.audit.config import AuditConfig
 from gateway.breaker.config import BreakerConfig
 from gateway.configtree import build, env_overrides, field
@@ -89,6 +90,7 @@ class Config:
     policy: PolicyConfig = field(PolicyConfig())
     masking: MaskingConfig = field(MaskingConfig())
     limits: LimitsConfig = field(LimitsConfig())
+    detection: DetectionConfig = field(DetectionConfig())
     breaker: BreakerConfig = field(BreakerConfig())
     incidents: IncidentsConfig = field(IncidentsConfig())
     audit: AuditConfig = field(AuditConfig())

@@ -13,7 +13,7 @@ import orjson
 
 from gateway.breaker import core
 from gateway.breaker.config import SCOPES, BreakerConfig
-from gateway.breaker.core import BreakerState, pair_key
+from gateway.breaker.core import AUTOMATION, BreakerState, pair_key
 from gateway.errors import StateUnavailable
 from gateway.logs import get_logger
 from gateway.state.base import StateBackend
@@ -50,6 +50,7 @@ class Breakers:
         # How fresh the view is, on a clock that wall-clock jumps do not move.
         self.age_clock = age_clock
         self._versions: dict[str, int] = {}
+        self._on_reset: list[Callable[[BreakerState], None]] = []
         # Only breakers that can refuse or admit probes; empty in the common case.
         self.active: dict[str, BreakerState] = {}
         # The same breakers by scope then key, so a check builds no strings.
@@ -237,6 +238,10 @@ class Breakers:
         self._reload_ok = self.age_clock()
         self._refreshed()
 
+    def on_reset(self, listener: Callable[[BreakerState], None]) -> None:
+        """Call `listener(state)` when this view learns that the SOC closed a breaker."""
+        self._on_reset.append(listener)
+
     def _apply(self, s: BreakerState) -> None:
         name = s.field
         if s.version <= self._versions.get(name, -1):
@@ -246,8 +251,11 @@ class Breakers:
             self.active[name] = s
             self._index[s.scope][s.key] = s
         else:
-            self.active.pop(name, None)
+            was_open = self.active.pop(name, None) is not None
             self._index[s.scope].pop(s.key, None)
+            if was_open and s.state == "closed" and s.by != AUTOMATION:
+                for listener in self._on_reset:
+                    listener(s)
 
     async def _on_message(self, message: bytes) -> None:
         try:

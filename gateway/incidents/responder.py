@@ -95,14 +95,56 @@ class Responder:
         )
         await self._respond(ctx, detection, trip=True)
 
-    async def _respond(self, ctx: RequestContext, detection: DetectionLike, trip: bool) -> str:
-        incident = await self.incidents.raise_detection(
+    async def on_model_detection(
+        self,
+        detection: DetectionLike,
+        *,
+        client_ip: str,
+        path: str,
+        request_id: str,
+        level: int | None,
+    ) -> str:
+        """A finding of the batch-scored model, after its request was answered: raise the
+        incident, and trip at `trip_severity` so the caller's next requests are refused."""
+        return await self._raise(
             detection,
+            trip=detection.severity >= self.config.trip_severity,
+            client_ip=client_ip,
+            path=path,
+            request_id=request_id,
+            department=getattr(detection, "department", None),
+            level=level,
+        )
+
+    async def _respond(self, ctx: RequestContext, detection: DetectionLike, trip: bool) -> str:
+        return await self._raise(
+            detection,
+            trip=trip,
             client_ip=ctx.client_ip,
             path=ctx.path,
             request_id=ctx.request_id,
             department=ctx.principal.department if ctx.principal else None,
             level=ctx.dataset.level if ctx.dataset else None,
+        )
+
+    async def _raise(
+        self,
+        detection: DetectionLike,
+        *,
+        trip: bool,
+        client_ip: str | None,
+        path: str | None,
+        request_id: str | None,
+        department: str | None,
+        level: int | None,
+    ) -> str:
+        incident = await self.incidents.raise_detection(
+            detection,
+            client_ip=client_ip,
+            path=path,
+            request_id=request_id,
+            department=department,
+            level=level,
         )
         incident_id: str = incident["finding_info"]["uid"]
         target = self._target(

@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from detectors import Detector
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.stages.observe import EVENT_KEY, detector_event
 
 _UTC = dt.UTC
 
@@ -25,6 +27,8 @@ class AuditLog(Protocol):
 
 class OutcomeListener(Protocol):
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None: ...
+
+    async def on_detections(self, ctx: RequestContext, detections: list[Any]) -> None: ...
 
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -91,6 +95,7 @@ class RecordStage:
         policy_version: Callable[[], str],
         *,
         audit: AuditLog | None = None,
+        detector: Detector | None = None,
         sinks: tuple[EventSink, ...] = (),
         outcomes: OutcomeListener | None = None,
         log_requests: bool = True,
@@ -98,10 +103,30 @@ class RecordStage:
         self._metrics = metrics
         self._policy_version = policy_version
         self._audit = audit
+        self._detector = detector
         self._sinks = sinks
         self._outcomes = outcomes
         self._log = get_logger("datagate.access")
         self._log_requests = log_requests
+
+    def _detect(self, ctx: RequestContext) -> list[Any]:
+        """The outcome to the detector (bulk export, failure rates, the model's queue); what
+        it finds now acts on the caller's next requests. Requests refused before the observe
+        stage are counted too, so failed authentication per client IP is seen."""
+        if self._detector is None:
+            return []
+        event = ctx.extra.get(EVENT_KEY)
+        observed = event is not None
+        if event is None:
+            event = detector_event(ctx)
+        event.status = ctx.status
+        event.bytes_out = ctx.bytes_out
+        event.records_out = ctx.records_out
+        event.decision = "deny" if ctx.error else "allow"
+        assessment = self._detector.record(event, observed=observed)
+        ctx.score = max(ctx.score, assessment.score)
+        ctx.detections.extend(assessment.act)
+        return list(assessment.act)
 
     def guard(self, ctx: RequestContext) -> None:
         """Before forwarding: with the audit log failing, classified data is not served."""
@@ -121,6 +146,7 @@ class RecordStage:
             ctx.audit_seq = self._audit.append(access_event(ctx, self._policy_version()))
 
     async def __call__(self, ctx: RequestContext) -> dict[str, Any]:
+        late = self._detect(ctx)
         event = access_event(ctx, self._policy_version())
         if self._audit is not None:
             if ctx.audit_seq is None:
@@ -150,12 +176,11 @@ class RecordStage:
             self._metrics.upstream_errors.labels(route, failure).inc()
         for sink in self._sinks:
             sink(event)
-        if (
-            self._outcomes is not None
-            and ctx.principal is not None
-            and ctx.error != "sharing_suspended"
-        ):
-            await self._outcomes.on_outcome(ctx)
+        if self._outcomes is not None:
+            if late:
+                await self._outcomes.on_detections(ctx, late)
+            if ctx.principal is not None and ctx.error != "sharing_suspended":
+                await self._outcomes.on_outcome(ctx)
         if self._log_requests:
             self._log.info(
                 "request",

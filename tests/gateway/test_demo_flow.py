@@ -237,3 +237,42 @@ async def test_redis_down_fails_closed(tmp_path: Path) -> None:
 
     with pytest.raises(StateUnavailable):
         await Gateway(config).start()
+
+
+async def test_a_burst_trips_the_breaker_and_a_soc_reset_restores_access(demo: Any) -> None:
+    statuses = []
+    incident_id = None
+    for i in range(200):
+        resp = await demo.get(f"/api/enterprise/companies/{i % 40 + 1}")
+        statuses.append(resp.status)
+        if resp.status == 423:
+            data = await body(resp)
+            assert data["error"] == "sharing_suspended"
+            incident_id = data["incident_id"]
+            assert resp.headers["Retry-After"]
+            break
+    assert incident_id is not None, f"no suspension after {len(statuses)} requests"
+    assert set(statuses[:-1]) == {200}
+    # Suspended from now on: the next request is refused without reaching the detector.
+    assert (await demo.get("/api/enterprise/companies/1")).status == 423
+
+    soc = demo.auth(sub="soc1", dept="soc", clearance=4, roles=["soc"])
+    resp = await demo.session.get(demo.admin_url + "/incidents?status=new", headers=soc)
+    incidents = (await body(resp))["incidents"]
+    mine = [i for i in incidents if i["finding_info"]["uid"] == incident_id]
+    assert mine and mine[0]["class_uid"] == 2004 and mine[0]["user"]["id"] == "alice"
+    assert mine[0]["sla"]["due_at"]
+    resp = await demo.session.post(
+        demo.admin_url + f"/incidents/{incident_id}/ack", json={"note": "looking"}, headers=soc
+    )
+    assert resp.status == 200
+    resp = await demo.session.post(
+        demo.admin_url + "/breakers/reset",
+        json={"scope": "principal", "key": "alice", "note": "scripted test burst"},
+        headers=soc,
+    )
+    assert resp.status == 200, await resp.text()
+    # Sharing is back (a plain list: the sequential walk above would be flagged again).
+    assert (await demo.get("/api/enterprise/companies")).status == 200
+    lines = demo.gateway.config.incidents.file.path.read_text().splitlines()
+    assert any(incident_id in line for line in lines)

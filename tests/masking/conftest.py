@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.masking.mask_helpers import make_config, make_dataset
 
 from gateway.masking.config import MaskingConfig
 from gateway.masking.plan import MaskPlan, compile_plan
 from gateway.policy.catalog import Dataset
+from tests.masking.mask_helpers import make_config, make_dataset
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.masking.mask_helpers import make_config, make_dataset, run_body
 
 from gateway.masking import identifiers
 from gateway.masking.codecs import open_transform
 from gateway.masking.config import MaskingConfig
 from gateway.masking.errors import MaskingError
 from gateway.masking.plan import MaskPlan, compile_plan
+from tests.masking.mask_helpers import make_config, make_dataset, run_body
 
 ID = "11010519491231002X"
 MOBILE = "13812345678"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.masking.mask_helpers import make_config, make_dataset
 from multidict import MultiDict
 
 from gateway.errors import ConfigError
@@ -15,6 +14,7 @@ from gateway.masking.plan import (
     parse_path,
 )
 from gateway.policy.catalog import Dataset
+from tests.masking.mask_helpers import make_config, make_dataset
 
 
 def test_fields_above_the_clearance_get_their_strategy(dataset: Dataset) -> None:

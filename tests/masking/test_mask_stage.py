@@ -7,13 +7,13 @@ import dataclasses
 import orjson
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from tests.masking.mask_helpers import make_config, make_dataset
 
 from gateway.context import RequestContext
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
 from gateway.masking.errors import MaskingError
 from gateway.stages.mask import DROP_REQUEST_HEADERS, MaskStage, effective_clearance
+from tests.masking.mask_helpers import make_config, make_dataset
 
 
 @dataclasses.dataclass
