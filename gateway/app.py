@@ -19,12 +19,13 @@ from gateway.breaker import admin as breaker_admin
 from gateway.breaker.store import Breakers
 from gateway.clientip import client_ip_resolver
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.context import RequestContext
+from gateway.errors import ConfigError, GatewayError, StateUnavailable
 from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
 from gateway.incidents import admin as incident_admin
-from gateway.incidents.findings import policy_rejected
+from gateway.incidents.findings import policy_rejected, unmaskable_response
 from gateway.incidents.responder import Responder
 from gateway.incidents.service import Incidents
 from gateway.incidents.sinks import build_sinks
@@ -194,6 +195,7 @@ class Gateway:
             record=self.record,
             client_ip=client_ip_resolver(config.server.trusted_proxies),
             clock=clock,
+            on_unmaskable=self._unmaskable,
         )
         self._policy_swapped(self.policy.current)
 
@@ -209,6 +211,29 @@ class Gateway:
 
     def _check_masking(self, bundle: PolicyBundle) -> None:
         self.mask.check(bundle.catalog.datasets.values())
+
+    async def _unmaskable(self, ctx: RequestContext, error: GatewayError) -> None:
+        """A response that could not be masked was refused: the SOC hears of it (repeats
+        update one incident per principal and dataset)."""
+        if ctx.dataset is None:
+            return
+        finding = unmaskable_response(
+            ctx.dataset.id,
+            error.reason or error.code,
+            ctx.principal.subject if ctx.principal else None,
+        )
+        try:
+            incident = await self.incidents.raise_detection(
+                finding,
+                client_ip=ctx.client_ip,
+                path=ctx.path,
+                request_id=ctx.request_id,
+                department=ctx.principal.department if ctx.principal else None,
+                level=ctx.dataset.level,
+            )
+        except StateUnavailable:
+            return  # the refusal stands either way
+        ctx.incident_id = incident["finding_info"]["uid"]
 
     def _soc_reset(self, state: Any) -> None:
         """The SOC judged a principal's suspension: its detector state starts afresh."""

@@ -103,6 +103,7 @@ class Pipeline:
         record: RecordStage,
         client_ip: Callable[[web.Request], str],
         clock: Callable[[], float] = time.time,
+        on_unmaskable: Callable[[RequestContext, GatewayError], Awaitable[None]] | None = None,
     ) -> None:
         self.checks: Sequence[CheckStage] = (route, authenticate, suspension, authorise, observe)
         # The mask stage's pre-forward checks (the query guard) run after the policy decision.
@@ -111,6 +112,7 @@ class Pipeline:
         self.record = record
         self._client_ip = client_ip
         self._clock = clock
+        self._on_unmaskable = on_unmaskable
         self._log = get_logger("datagate.pipeline")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -171,6 +173,8 @@ class Pipeline:
                 mapped = self.mask.gateway_error(exc)
                 if mapped is None:
                     raise
+                if self._on_unmaskable is not None:
+                    await self._on_unmaskable(ctx, mapped)
                 raise mapped from None
         finally:
             upstream.release()

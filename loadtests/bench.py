@@ -21,8 +21,9 @@ DataGate: with `--gateway-config FILE` that config is used; otherwise the bench 
 output of `datagate demo --print-config` to a temporary file. Its listeners, its `demo`
 upstream and its data directory are pointed at free ports and a temporary directory through
 the environment overrides DATAGATE_SERVER__PORT, DATAGATE_ADMIN__PORT,
-DATAGATE_UPSTREAMS__DEMO__URL and DATAGATE_DATA_DIR; it also lifts the hard rate limits and puts
-the breaker in monitor mode, since one principal drives all the load. The bearer token is `--token`, or one
+DATAGATE_UPSTREAMS__DEMO__URL and DATAGATE_DATA_DIR; since one principal drives all the load,
+it also lifts the hard rate limits and the detectors' frequency thresholds (every check still
+runs) and puts the breaker in monitor mode, so it measures the cost of normal traffic. The bearer token is `--token`, or one
 minted with `datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
 If the `datagate` command is missing or cannot start, (c) is skipped with the reason.
 
@@ -232,10 +233,16 @@ def datagate(
         DATAGATE_ADMIN__HOST=HOST,
         DATAGATE_UPSTREAMS__DEMO__URL=f"http://{HOST}:{upstream_port}",
         DATAGATE_DATA_DIR=str(workdir / "data"),
-        # One principal drives all the load: lift its hard limit and let the breaker score
-        # and log without suspending (monitor). Every stage still runs and costs what it does.
+        # One principal drives all the load, which is what a scraper looks like. Measure the
+        # cost of normal traffic instead: lift the hard limits and the frequency thresholds
+        # (the counters, features and rule checks still run on every request, they just
+        # never fire), and keep the breaker in monitor mode.
         DATAGATE_LIMITS__PER_PRINCIPAL__REQUESTS="1000000000",
         DATAGATE_LIMITS__PER_DATASET__REQUESTS="1000000000",
+        DATAGATE_DETECTION__HIGH_FREQUENCY__PER_MINUTE="1000000000",
+        DATAGATE_DETECTION__HIGH_FREQUENCY__PER_5MIN="1000000000",
+        DATAGATE_DETECTION__HIGH_FREQUENCY__PER_HOUR="1000000000",
+        DATAGATE_DETECTION__ABOVE_BASELINE__MIN_PER_HOUR="1000000000",
         DATAGATE_BREAKER__MONITOR="true",
     )
     if args.gateway_config:

@@ -58,6 +58,8 @@ class RecordingUpstream:
                 await response.write(b"x" * 65536)
             await response.write_eof()
             return response
+        if tail.endswith("html"):
+            return web.Response(text="<p>110105194912310038</p>", content_type="text/html")
         if tail.endswith("lie"):
             response = web.StreamResponse(headers={"Content-Length": "1000"})
             await response.prepare(request)
@@ -83,6 +85,13 @@ datasets:
   - {id: quick, route: /api/quick/, upstream: up, owner: ops, level: 1, sharing: unconditional,
      timeouts: {connect: 1, total: 0.5}}
   - {id: down, route: /api/down/, upstream: dead, owner: ops, level: 1, sharing: unconditional}
+  - id: secret
+    route: /api/secret/
+    upstream: up
+    owner: ops
+    level: 2
+    sharing: unconditional
+    fields: [{name: id_card, level: 3, strategy: resident_id}]
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -143,3 +144,17 @@ async def test_large_response_streams_through(proxy: Any) -> None:
     assert resp.status == 200
     body = await resp.read()
     assert len(body) == 64 * 65536
+
+
+async def test_an_unmaskable_response_is_refused_and_raises_an_incident(proxy: Any) -> None:
+    for _ in range(2):
+        resp = await proxy.get("/api/secret/html", headers=proxy.auth(clearance=2))
+        assert resp.status == 502
+        body = orjson.loads(await resp.read())
+        assert body["error"] == "upstream_error"
+        assert body["reason"] == "unsupported_content_type"
+        assert "110105194912310038" not in json.dumps(body)
+    found = await proxy.gateway.incidents.search(dataset="secret")
+    assert len(found) == 1, "repeats update one incident"
+    assert found[0]["finding_info"]["title"].startswith("The upstream of 'secret'")
+    assert found[0]["count"] == 2
