@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import structlog
 
 from detectors.calendar import Calendar
 from detectors.config import DetectionConfig
@@ -28,7 +28,7 @@ from detectors.rules import Rules
 
 __all__ = ["Detector", "ModelResult", "load_configured_model"]
 
-log = logging.getLogger("datagate.detectors")
+log = structlog.get_logger("datagate.detectors")
 
 MAX_TRACKED = 100_000  # client IPs / tokens kept before idle ones are dropped
 _IDLE = 3600.0
@@ -51,11 +51,13 @@ class ModelResult:
 def load_configured_model(config: DetectionConfig) -> DetectorModel | None:
     """The model named in the config; None (with a warning) when none is configured or found."""
     if config.model.path is None:
-        log.warning("no detection model configured: rules and baselines only")
+        log.warning(
+            "detection_model_missing", detail="no model configured: rules and baselines only"
+        )
         return None
     path = Path(config.model.path)
     if not path.exists():
-        log.warning("detection model %s not found: rules and baselines only", path)
+        log.warning("detection_model_missing", path=str(path), detail="rules and baselines only")
         return None
     return load_model(path)
 
@@ -98,8 +100,6 @@ class Detector:
         self._task: asyncio.Task[None] | None = None
         default = model.default_hourly if model else [config.default_hourly] * 48
         self._default_hourly = list(default)
-        if model is None:
-            log.warning("detector running without a model: rules and baselines only")
 
     # -- state ---------------------------------------------------------------------------
 
@@ -336,7 +336,7 @@ class Detector:
                 self._deliver(self._apply(raw, batch))
             except Exception:
                 # One bad batch or subscriber must not stop scoring for good.
-                log.exception("detector batch of %d events failed", len(batch))
+                log.exception("detector_batch_failed", events=len(batch))
 
     def start(self) -> None:
         """Start the batch scorer as a task on the running loop."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from detectors.config import DetectionConfig
 from detectors.evaluate import evaluate, format_quality
@@ -59,15 +60,15 @@ def test_replay_keeps_input_order_and_finds_the_attacks(
     assert "burst_scraping" in text and "actor FPR" in text
 
 
-def test_configured_model_loading(
-    tmp_path: Path, trained: DetectorModel, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_configured_model_loading(tmp_path: Path, trained: DetectorModel) -> None:
     from detectors.config import ModelSettings
 
     assert load_configured_model(DetectionConfig()) is None
     missing = DetectionConfig(model=ModelSettings(path=str(tmp_path / "none.npz")))
-    assert load_configured_model(missing) is None
-    assert "not found: rules and baselines only" in caplog.text
+    with capture_logs() as logs:
+        assert load_configured_model(missing) is None
+    assert [e["event"] for e in logs] == ["detection_model_missing"]
+    assert logs[0]["log_level"] == "warning"
     path = tmp_path / "model.npz"
     trained.save(path)
     configured = DetectionConfig(model=ModelSettings(path=str(path)))
