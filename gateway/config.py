@@ -107,7 +107,8 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a mapping of sections")
     data = copy.deepcopy(data)
-    env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX)
+    # data_dir is the one top-level key that is not a section: DATAGATE_DATA_DIR.
+    env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX, ("data_dir",))
     config = build(Config, data)
     # What the gateway writes (audit log, incidents) lives under data_dir; what it reads
     # (policies, keys) is found from the config file's folder.

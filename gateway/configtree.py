@@ -215,13 +215,21 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
     return obj
 
 
-def env_overrides(data: dict[str, Any], environ: typing.Mapping[str, str], prefix: str) -> None:
-    """Apply `PREFIX_SECTION__KEY=value` overrides in place; values parse as YAML scalars."""
+def env_overrides(
+    data: dict[str, Any],
+    environ: typing.Mapping[str, str],
+    prefix: str,
+    top_level: typing.Collection[str] = (),
+) -> None:
+    """Apply `PREFIX_SECTION__KEY=value` overrides in place; values parse as YAML scalars.
+
+    A name without `__` overrides only a key in `top_level` (`PREFIX_DATA_DIR`), so other
+    variables that share the prefix (a CLI's `PREFIX_ADMIN_TOKEN`) are left alone."""
     for name, raw in environ.items():
         if not name.startswith(prefix):
             continue
         keys = [k.lower() for k in name[len(prefix) :].split("__") if k]
-        if not keys:
+        if not keys or (len(keys) == 1 and keys[0] not in top_level):
             continue
         try:
             value = yaml.safe_load(raw) if raw else ""

@@ -62,6 +62,14 @@ def test_environment_overrides_use_the_datagate_prefix() -> None:
     assert config.state.url == "redis://r:6379/0"
 
 
+def test_other_variables_with_the_prefix_are_left_alone() -> None:
+    config = parse(
+        MINIMAL,
+        {"DATAGATE_ADMIN_TOKEN": "x", "DATAGATE_REQUIRE_REDIS": "1", "DATAGATE_DATA_DIR": "/d"},
+    )
+    assert config.data_dir == Path("/d")
+
+
 def test_environment_overrides_are_validated_too() -> None:
     with pytest.raises(ConfigError, match=r"server\.port: expected an integer"):
         parse(MINIMAL, {"DATAGATE_SERVER__PORT": "eighty"})
