@@ -23,8 +23,9 @@ upstream and its data directory are pointed at free ports and a temporary direct
 the environment overrides DATAGATE_SERVER__PORT, DATAGATE_ADMIN__PORT,
 DATAGATE_UPSTREAMS__DEMO__URL and DATAGATE_DATA_DIR; since one principal drives all the load,
 it also lifts the hard rate limits and the detectors' frequency thresholds (every check still
-runs) and puts the breaker in monitor mode, so it measures the cost of normal traffic. The bearer token is `--token`, or one
-minted with `datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
+runs) and puts the breaker in monitor mode, so it measures the cost of normal traffic. The
+bearer token is `--token`, or one minted with
+`datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
 If the `datagate` command is missing or cannot start, (c) is skipped with the reason.
 
 Usage (from the repository root; the default run takes about 45 s):
@@ -220,9 +221,11 @@ def _cli(command: list[str], env: dict[str, str]) -> str:
 
 @contextmanager
 def datagate(
-    args: argparse.Namespace, upstream_port: int, workdir: Path
-) -> Iterator[tuple[int, str]]:
-    """Start `datagate run`; yield its data port and the bearer token to send."""
+    args: argparse.Namespace, upstream_port: int, workdir: Path, *token_args: str
+) -> Iterator[tuple[int, str, int]]:
+    """Start `datagate run`; yield its data port, the bearer token to send and its pid.
+
+    `token_args` replace the default `datagate token` arguments."""
     exe = datagate_command(args.datagate)
     port, admin_port = free_port(), free_port()
     env = dict(os.environ)
@@ -253,8 +256,8 @@ def datagate(
     if args.token:
         token = args.token
     else:
-        mint = [exe, "token", "--sub", "bench", "--dept", "market-regulation", "--clearance", "1"]
-        token = _cli([*mint, "--config", str(config)], env).strip().splitlines()[-1]
+        who = token_args or ("--sub", "bench", "--dept", "market-regulation", "--clearance", "1")
+        token = _cli([exe, "token", *who, "--config", str(config)], env).strip().splitlines()[-1]
     log_path = workdir / "datagate.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -270,7 +273,7 @@ def datagate(
         except BenchError as exc:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
             raise BenchError(f"{exc}; last log line: {tail[0]}") from exc
-        yield port, token
+        yield port, token, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -486,7 +489,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         else:
             try:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dg-bench-")))
-                port, token = stack.enter_context(datagate(args, upstream_port, workdir))
+                port, token, _ = stack.enter_context(datagate(args, upstream_port, workdir))
                 auth = {"Authorization": f"Bearer {token}"}
                 targets["datagate"] = (f"http://{HOST}:{port}{args.path}", auth)
             except BenchError as exc:
