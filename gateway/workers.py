@@ -11,21 +11,33 @@ from pathlib import Path
 from types import FrameType
 
 
-def _worker(config_path: str) -> None:
+def _worker(config_path: str, index: int) -> None:
     import asyncio
 
     from gateway.cli.serve import _serve
     from gateway.config import load_config
 
-    asyncio.run(_serve(load_config(Path(config_path)), reuse_port=True))
+    asyncio.run(_serve(load_config(Path(config_path)), reuse_port=True, worker=index))
+
+
+def _shared_signing_key(config_path: Path) -> None:
+    """Create the audit checkpoint key once, here: workers that all find it missing would race
+    to generate it (one crashing on the exclusive create, or reading a half-written file)."""
+    from gateway.audit.keys import load_private
+    from gateway.config import load_config
+
+    audit = load_config(config_path).audit
+    if audit.enabled and audit.checkpoints is not None and audit.signing_key is not None:
+        load_private(audit.signing_key, audit.generate_key)
 
 
 def run_workers(config_path: Path, workers: int) -> int:
     """Start `workers` processes that share the data and admin ports; forward SIGTERM, SIGINT
     and SIGHUP to them; return non-zero if any worker failed."""
+    _shared_signing_key(config_path)
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(str(config_path),), name=f"datagate-worker-{i}")
+        ctx.Process(target=_worker, args=(str(config_path), i), name=f"datagate-worker-{i}")
         for i in range(workers)
     ]
     for proc in procs:

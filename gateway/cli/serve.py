@@ -101,7 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(
-    config: Config, *, demo_upstream_port: int | None = None, reuse_port: bool = False
+    config: Config,
+    *,
+    demo_upstream_port: int | None = None,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> None:
     from gateway import logs
     from gateway.app import Gateway
@@ -120,7 +124,7 @@ async def _serve(
                 f"cannot listen on 127.0.0.1:{demo_upstream_port} for the sample data API: "
                 f"{exc.strerror or exc}"
             ) from None
-    gateway = Gateway(config)
+    gateway = Gateway(config, worker=worker)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
