@@ -93,7 +93,7 @@ async def start_listener(listener: Listener, *, reuse_port: bool, **server_args:
 def data_app(pipeline: Pipeline) -> web.Application:
     app = web.Application(client_max_size=0)
     # One catch-all route: the route stage, not aiohttp's router, decides what is served.
-    app.router.add_route("*", "/{tail:.*}", pipeline.handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", pipeline.handle)
     return app
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, StateUnavailable
@@ -53,6 +54,8 @@ class MaskStage(Protocol):
 
     def gateway_error(self, exc: Exception) -> GatewayError | None: ...
 
+    def mask_headers(self, ctx: RequestContext, headers: CIMultiDict[str]) -> None: ...
+
 
 class PassThrough:
     """A stage that lets every request through: stands for a stage that is switched off."""
@@ -67,6 +70,9 @@ class PassThrough:
         return None
 
     def gateway_error(self, exc: Exception) -> GatewayError | None:
+        return None
+
+    def mask_headers(self, ctx: RequestContext, headers: CIMultiDict[str]) -> None:
         return None
 
 
@@ -166,7 +172,9 @@ class Pipeline:
         try:
             try:
                 transform = self.mask.body_transform(ctx, upstream.status, upstream.headers)
-                return await self.forward.relay(ctx, upstream, transform, self._before_stream)
+                return await self.forward.relay(
+                    ctx, upstream, transform, self._before_stream, self.mask.mask_headers
+                )
             except GatewayError:
                 raise
             except Exception as exc:

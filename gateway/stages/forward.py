@@ -43,11 +43,15 @@ GATEWAY_SET = frozenset(
         "content-length",
     }
 )
+# Would let an upstream run another method than the one the policy decided on.
+METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 # Dropped on classified routes: the gateway must see whole, identity-encoded bodies to mask.
 CLASSIFIED_DROP = frozenset({"accept-encoding", "range", "if-range"})
 CHUNK = 64 * 1024
 # Called just before a streamed response sends its headers (the record stage's `begin`).
 BeforeStream = Callable[[RequestContext, web.StreamResponse], None]
+# Masks identifiers in the response headers (the mask stage's `mask_headers`).
+HeaderMask = Callable[[RequestContext, CIMultiDict[str]], None]
 # Bodies up to this size are read whole and answered with an exact Content-Length.
 BUFFER_LIMIT = 256 * 1024
 
@@ -78,7 +82,7 @@ def upstream_request_headers(
 ) -> CIMultiDict[str]:
     """The headers sent upstream: the client's, minus hop-by-hop, identity and gateway-set ones."""
     incoming = ctx.request.headers
-    drop = HOP_BY_HOP | GATEWAY_SET | connection_listed(incoming) | set(strip)
+    drop = HOP_BY_HOP | GATEWAY_SET | METHOD_OVERRIDES | connection_listed(incoming) | set(strip)
     if not forward_authorization:
         drop = drop | {"authorization"}
     if classified:
@@ -87,6 +91,10 @@ def upstream_request_headers(
     for name, value in incoming.items():
         lname = name.lower()
         if lname in drop and not (lname == "authorization" and forward_authorization):
+            continue
+        # CGI-style upstreams read X_User as X-User: names with underscores are dropped,
+        # as nginx does by default.
+        if "_" in lname:
             continue
         out.add(name, value)
     if forward_authorization and "authorization" in incoming:
@@ -224,6 +232,7 @@ class ForwardStage:
         upstream: aiohttp.ClientResponse,
         transform: BodyTransform | None,
         before_stream: BeforeStream,
+        mask_headers: HeaderMask,
     ) -> web.StreamResponse:
         """Answer the client from the upstream response, through `transform` when given.
 
@@ -232,13 +241,17 @@ class ForwardStage:
         """
         request = ctx.request
         headers = client_response_headers(upstream.headers, ctx.request_id, transform is not None)
+        mask_headers(ctx, headers)
         no_body = (
             request.method == "HEAD"
             or upstream.status in (204, 304)
             or (100 <= upstream.status < 200)
         )
         if no_body:
-            if transform is None and upstream.content_length is not None:
+            # The length of an unmasked body says something about it: classified routes
+            # do not pass it on.
+            classified = ctx.dataset is not None and ctx.dataset.classified
+            if transform is None and upstream.content_length is not None and not classified:
                 headers["Content-Length"] = str(upstream.content_length)
             ctx.status = upstream.status
             return web.Response(status=upstream.status, headers=headers)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from multidict import CIMultiDict
+
 from gateway.errors import GatewayError
+from gateway.masking import scanner
 from gateway.masking.codecs import BodyTransform, MaskReport, open_transform
 from gateway.masking.config import MaskingConfig
 from gateway.masking.errors import MaskingError
@@ -17,6 +20,23 @@ if TYPE_CHECKING:
     from gateway.policy.catalog import Dataset
 
 NO_BODY_STATUSES = frozenset({204, 304})
+# Response headers whose values are the protocol's own, never data: not scanned.
+PLAIN_HEADERS = frozenset(
+    {
+        "date",
+        "server",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "x-request-id",
+        "cache-control",
+        "vary",
+        "expires",
+        "last-modified",
+        "etag",
+        "age",
+    }
+)
 # Request headers forward must drop on routes whose responses get masked: the gateway
 # chooses the encodings it can decode, and never asks for part of a body.
 DROP_REQUEST_HEADERS = ("Range", "If-Range", "Accept-Encoding")
@@ -77,6 +97,40 @@ class MaskStage:
                 f"query parameter {field!r} filters on a field you may only see masked",
                 reason="masked_field_query",
             )
+        if not plan.active:
+            return
+        # A path that names a record by an identifier the caller may only see masked would
+        # confirm that identifier by answering: refuse it like a query on the field.
+        if plan.scan and scanner.kinds_in(ctx.path):
+            raise GatewayError(
+                "forbidden",
+                "the path holds an identifier you may only see masked",
+                reason="masked_field_query",
+            )
+        # A read with a body (a search DSL in a GET) could filter on masked fields unseen.
+        if ctx.method in ("GET", "HEAD") and ctx.request.body_exists:
+            raise GatewayError(
+                "bad_request",
+                f"a {ctx.method} request with a body is refused on a masked route",
+                reason="body_on_read",
+            )
+
+    def mask_headers(self, ctx: RequestContext, headers: CIMultiDict[str]) -> None:
+        """Identifiers in upstream response headers (Location, Content-Disposition, custom
+        ones) are masked like those in the body, for callers the scanner runs for."""
+        plan = self.plan(ctx)
+        if plan is None or not plan.active or not plan.scan:
+            return
+        counts: dict[str, int] = {}
+        masked = [
+            (name, value if name.lower() in PLAIN_HEADERS else scanner.scan_text(value, counts))
+            for name, value in headers.items()
+        ]
+        if counts:
+            headers.clear()
+            headers.extend(masked)
+            for kind, n in counts.items():
+                ctx.findings[kind] = ctx.findings.get(kind, 0) + n
 
     def needs_masking(self, ctx: RequestContext) -> bool:
         """Whether responses on this request are masked: forward then drops
@@ -98,6 +152,8 @@ class MaskStage:
             return None
         if ctx.method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
             return None
+        if headers.get("Content-Length") == "0":
+            return None  # an empty body (a bare redirect or 201) has nothing to mask
         if status == 206:
             raise MaskingError(
                 "partial_content", "a partial response on a masked route cannot be masked"

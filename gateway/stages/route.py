@@ -72,7 +72,8 @@ def classify_action(
     `format` query parameter."""
     if method not in READ_METHODS:
         return "write"
-    if any(rest.endswith(s) for s in export_suffixes) or (
+    tail = rest.rstrip("/").lower()  # persons.CSV and persons.csv/ are exports too
+    if any(tail.endswith(s.lower()) for s in export_suffixes) or (
         fmt is not None and "." + fmt.lower() in export_suffixes
     ):
         return "export"
@@ -103,7 +104,14 @@ class RouteStage:
         ctx.query = query
         ctx.dataset = dataset
         rest = path[len(dataset.route) - 1 :]
-        fmt = ctx.request.query.get("format") if query else None
+        fmt = None
+        if query:
+            params = {k.lower(): v for k, v in ctx.request.query.items()}
+            if "_method" in params:
+                raise GatewayError(
+                    "bad_request", "method overrides are not accepted", reason="method_override"
+                )
+            fmt = params.get("format")
         ctx.action = classify_action(ctx.method, rest, dataset.export_suffixes, fmt)  # type: ignore[assignment]
         if ctx.action == "read":
             ctx.record_id = rest.rstrip("/").rsplit("/", 1)[-1]

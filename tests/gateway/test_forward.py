@@ -158,3 +158,13 @@ async def test_an_unmaskable_response_is_refused_and_raises_an_incident(proxy: A
     assert len(found) == 1, "repeats update one incident"
     assert found[0]["finding_info"]["title"].startswith("The upstream of 'secret'")
     assert found[0]["count"] == 2
+
+
+async def test_head_on_a_classified_route_does_not_give_the_unmasked_length(
+    proxy: Any,
+) -> None:
+    resp = await proxy.request("HEAD", "/api/secret/x")
+    assert resp.status == 200
+    assert resp.headers.get("Content-Length") in (None, "0")
+    resp = await proxy.request("HEAD", "/api/open/x")
+    assert int(resp.headers["Content-Length"]) > 0

@@ -242,11 +242,6 @@ async def test_large_chunked_bodies_are_masked_across_chunk_boundaries(gw: Any, 
         assert all(ID_MASKED.match(r["id_card"]) for r in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: upstream response headers are not masked: identifiers in X-*, "
-    "Content-Disposition and Link headers reach a clearance-1 caller",
-)
 async def test_identifiers_in_upstream_response_headers_are_not_exposed(gw: Any) -> None:
     resp = await gw.get(people("headers"), headers=low(gw), auth=False)
     assert resp.status == 200
@@ -255,21 +250,12 @@ async def test_identifiers_in_upstream_response_headers_are_not_exposed(gw: Any)
     assert_no_leak(shown)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a redirect's Location header carries an identifier unmasked",
-)
 async def test_an_identifier_in_a_redirect_location_is_not_exposed(gw: Any) -> None:
     resp = await gw.get(people("redirect"), headers=low(gw), auth=False, allow_redirects=False)
     assert resp.status == 302
     assert_no_leak(resp.headers.get("Location", ""))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a masked identifier used as the record id in the path is forwarded: "
-    "200/404 confirms the value (same oracle as ?id_card=, REFERENCE §2)",
-)
 async def test_a_masked_identifier_in_the_path_is_refused(
     gw: Any, hostile: HostileUpstream
 ) -> None:
@@ -279,11 +265,6 @@ async def test_a_masked_identifier_in_the_path_is_refused(
     assert hostile.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a GET body that searches on a masked field is forwarded (the query guard "
-    "reads only the URL query)",
-)
 async def test_a_get_body_searching_on_a_masked_field_is_refused(
     gw: Any, hostile: HostileUpstream
 ) -> None:
@@ -294,11 +275,6 @@ async def test_a_get_body_searching_on_a_masked_field_is_refused(
     assert hostile.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (functional, fails closed): an empty-bodied response without a Content-Type "
-    "(a 302, a 201) on a masked route is refused with 502 unsupported_content_type",
-)
 async def test_an_empty_redirect_on_a_masked_route_passes(gw: Any) -> None:
     resp = await gw.get(people("emptyredirect"), headers=low(gw), auth=False, allow_redirects=False)
     assert resp.status == 302

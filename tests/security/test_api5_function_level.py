@@ -131,11 +131,6 @@ METHOD_OVERRIDES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: method-override headers reach the upstream: a caller allowed to read "
-    "(GET) can have a framework that honours them run DELETE/PUT (write) unauthorised",
-)
 async def test_method_override_headers_do_not_turn_a_read_into_a_write(
     gw: Any, hostile: HostileUpstream
 ) -> None:

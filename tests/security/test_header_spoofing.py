@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from tests.gateway.conftest import running_gateway
 from tests.security.helpers import HostileUpstream, assert_no_leak, low, security_config
@@ -186,12 +185,6 @@ UNDERSCORE_SPOOF = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: identity/forwarding headers spelled with underscores (X_User, "
-    "X_Forwarded_For) reach the upstream; CGI/WSGI/PHP upstreams read them as "
-    "HTTP_X_USER / HTTP_X_FORWARDED_FOR, the same as the stripped dash forms",
-)
 async def test_underscore_spellings_of_stripped_headers_do_not_reach_the_upstream(
     gw: Any, hostile: HostileUpstream
 ) -> None:

@@ -99,12 +99,6 @@ async def test_an_encoded_line_feed_is_never_forwarded(
     assert hostile.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the data app's catch-all route `/{tail:.*}` does not match a path with a "
-    "decoded LF, so aiohttp answers a plain-text 404 outside the pipeline: no JSON error, "
-    "no X-Request-ID, no audit record (fix: `/{tail:[\\s\\S]*}` in gateway/app.py data_app)",
-)
 async def test_an_encoded_line_feed_gets_the_gateways_400(gw: Any) -> None:
     data = raw_request("GET", "/api/open/x%0a", gw.token(sub="mallory"))
     status, body = await send_raw(gw.port, data)
