@@ -163,7 +163,7 @@ async def test_an_unmaskable_response_is_refused_and_raises_an_incident(proxy: A
 async def test_head_on_a_classified_route_does_not_give_the_unmasked_length(
     proxy: Any,
 ) -> None:
-    resp = await proxy.request("HEAD", "/api/secret/x")
+    resp = await proxy.request("HEAD", "/api/secret/x", headers=proxy.auth(clearance=2))
     assert resp.status == 200
     assert resp.headers.get("Content-Length") in (None, "0")
     resp = await proxy.request("HEAD", "/api/open/x")
