@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import orjson
+
+from tests.gateway.conftest import CATALOG, closed_port, gateway_config, running_gateway
 
 
 def assert_error(body: dict[str, Any], code: str) -> None:
@@ -168,3 +171,29 @@ async def test_head_on_a_classified_route_does_not_give_the_unmasked_length(
     assert resp.headers.get("Content-Length") in (None, "0")
     resp = await proxy.request("HEAD", "/api/open/x")
     assert int(resp.headers["Content-Length"]) > 0
+
+
+async def test_a_failing_audit_disk_fails_classified_routes_closed(
+    upstream: Any, tmp_path: Any
+) -> None:
+    config = gateway_config(
+        tmp_path,
+        {"up": upstream.url, "dead": f"http://127.0.0.1:{closed_port()}"},
+        CATALOG,
+        audit={"path": "/dev/full", "checkpoints": None, "flush_interval": 0.01},
+    )
+    async with running_gateway(config) as gw:
+        assert (await gw.get("/api/open/x")).status == 200  # recorded, but the write fails
+        for _ in range(200):
+            if not gw.gateway.audit.healthy:
+                break
+            await asyncio.sleep(0.01)
+        assert not gw.gateway.audit.healthy
+        seen = len(upstream.seen)
+        resp = await gw.get("/api/secret/x", headers=gw.auth(clearance=2))
+        assert resp.status == 503
+        assert orjson.loads(await resp.read())["reason"] == "audit_unavailable"
+        assert len(upstream.seen) == seen, "nothing classified is forwarded"
+        assert (await gw.get("/api/open/x")).status == 200, "level 1 still flows"
+        ready = await gw.session.get(gw.admin_url + "/readyz")
+        assert ready.status == 503
