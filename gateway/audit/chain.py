@@ -41,18 +41,25 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 def scrub(value: Any) -> Any:
     """A copy with secret keys dropped at every depth, keys as strings, unknown types as str."""
     kind = type(value)
-    # Exact-type checks first: this runs for every audit record, mostly on plain JSON data.
-    if kind is str or kind is float or kind is bool or value is None:
-        return value
-    if kind is int:
-        return value if _INT_MIN <= value <= _INT_MAX else str(value)  # 64-bit JSON readers
+    # Exact-type checks, scalars handled inline: this runs for every audit record.
     if kind is dict or isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             key = k if type(k) is str else str(k)
-            if key.lower() not in SECRET_KEYS:
+            if key.lower() in SECRET_KEYS:
+                continue
+            vk = type(v)
+            if vk is str or vk is bool or vk is float or v is None:
+                out[key] = v
+            elif vk is int and _INT_MIN <= v <= _INT_MAX:
+                out[key] = v
+            else:
                 out[key] = scrub(v)
         return out
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
+    if kind is int:
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)  # 64-bit JSON readers
     if kind is list or isinstance(value, (tuple, set, frozenset)):
         return [scrub(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
