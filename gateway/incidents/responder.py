@@ -47,11 +47,15 @@ class Responder:
         Sets `ctx.incident_id` to the incident of the most severe detection."""
         worst = 0
         for detection in detections:
-            incident_id = await self._respond(
-                ctx, detection, trip=detection.severity >= self.config.trip_severity
-            )
+            incident_id = await self._respond(ctx, detection, trip=self._trips(detection))
             if detection.severity > worst:
                 worst, ctx.incident_id = detection.severity, incident_id
+
+    def _trips(self, detection: DetectionLike) -> bool:
+        """Severe enough, and about the principal (or its token): a finding about a client IP
+        shared by many principals must not suspend whichever one happened to cross the line."""
+        scope = getattr(detection, "scope", "principal")
+        return detection.severity >= self.config.trip_severity and scope in ("principal", "token")
 
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None:
         """After the response: settle half-open probes and count the request for the rate rule.
@@ -108,7 +112,7 @@ class Responder:
         incident, and trip at `trip_severity` so the caller's next requests are refused."""
         return await self._raise(
             detection,
-            trip=detection.severity >= self.config.trip_severity,
+            trip=self._trips(detection),
             client_ip=client_ip,
             path=path,
             request_id=request_id,

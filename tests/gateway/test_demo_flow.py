@@ -276,3 +276,32 @@ async def test_a_burst_trips_the_breaker_and_a_soc_reset_restores_access(demo: A
     assert (await demo.get("/api/enterprise/companies")).status == 200
     lines = demo.gateway.config.incidents.file.path.read_text().splitlines()
     assert any(incident_id in line for line in lines)
+
+
+async def test_a_finding_about_a_client_ip_does_not_suspend_its_principals(demo: Any) -> None:
+    for _ in range(60):  # credential stuffing from this client IP
+        resp = await demo.get(
+            "/api/enterprise/companies/1",
+            headers={"Authorization": "Bearer not.a.token"},
+            auth=False,
+        )
+        assert resp.status == 401
+    soc = demo.auth(sub="soc1", dept="soc", clearance=4, roles=["soc"])
+    resp = await demo.session.get(demo.admin_url + "/incidents", headers=soc)
+    rules = {i["rule"]["name"] for i in (await body(resp))["incidents"]}
+    assert "auth_failures" in rules
+    # A legitimate principal behind the same address is not suspended by it.
+    assert (await demo.get("/api/enterprise/companies/1")).status == 200
+
+
+async def test_a_busy_shared_address_does_not_suspend_whoever_crosses_the_line(
+    demo: Any,
+) -> None:
+    # 150 principals behind one NAT address, a request each: the address is busy, but no
+    # principal misbehaves, so none is suspended.
+    statuses = []
+    for i in range(150):
+        headers = demo.auth(sub=f"clerk-{i}", dept="market-regulation", clearance=1)
+        resp = await demo.get("/api/enterprise/companies", headers=headers, auth=False)
+        statuses.append(resp.status)
+    assert set(statuses) == {200}

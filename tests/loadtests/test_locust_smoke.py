@@ -103,7 +103,9 @@ def test_locust_smoke_run_against_the_demo(tmp_path: Path) -> None:
     refused, stopped, scrapers = (int(found.group(i)) for i in (1, 2, 3))
     assert (refused, found.group(4)) == (0, "ok"), output
     assert scrapers >= 1 and stopped == scrapers, output
-    # Every user kind ran and got answers; the exporters' grants worked.
-    for kind in ("analyst", "exporter", "puller"):
+    # Analysts and exporters (under their grants) got answers at any hour; what pullers get
+    # depends on the clock (200 in office hours, else 403 or 423), but they ran.
+    for kind in ("analyst", "exporter"):
         assert re.search(rf"datagate-locust: {kind} statuses .*200:\d+", output), output
+    assert "datagate-locust: puller statuses " in output, output
     assert "Traceback" not in output, output
