@@ -49,9 +49,13 @@ def scrub(value: Any) -> Any:
             if key.lower() in SECRET_KEYS:
                 continue
             vk = type(v)
-            if vk is str or vk is bool or vk is float or v is None:
-                out[key] = v
-            elif vk is int and _INT_MIN <= v <= _INT_MAX:
+            if (
+                vk is str
+                or vk is bool
+                or vk is float
+                or v is None
+                or (vk is int and _INT_MIN <= v <= _INT_MAX)
+            ):
                 out[key] = v
             else:
                 out[key] = scrub(v)
