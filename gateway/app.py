@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from detectors import Detector, ModelResult, load_configured_model
+from gateway import logs
 from gateway.admin import dashboard
 from gateway.admin.app import admin_app
 from gateway.admin.stats import DashboardStats
@@ -113,6 +114,7 @@ class Gateway:
         self.log = get_logger("datagate")
         self.started = False
         self.listeners: list[Listener] = []
+        self._log_flusher: asyncio.Task[None] | None = None
         self.state: StateBackend = open_backend(config.state.url, config.state.prefix)
         self.mask = MaskStage(config.masking)
         self.revocations = RevocationList(
@@ -363,6 +365,7 @@ class Gateway:
         for listener in self.listeners:
             await start_listener(listener, reuse_port=reuse_port, **self.server_args())
         self.started = True
+        self._log_flusher = asyncio.create_task(self._flush_logs(), name="log-flush")
         self.log.info("started", urls=self.urls(), policy_version=self.policy.current.version)
 
     def urls(self) -> tuple[str, str]:
@@ -376,8 +379,16 @@ class Gateway:
     async def reload(self) -> None:
         await self.policy.reload(trigger="signal")
 
+    async def _flush_logs(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            logs.flush()
+
     async def stop(self) -> None:
         self.started = False
+        if self._log_flusher is not None:
+            self._log_flusher.cancel()
+            await asyncio.gather(self._log_flusher, return_exceptions=True)
         for listener in reversed(self.listeners):
             if listener.runner is not None:
                 await listener.runner.cleanup()
@@ -395,3 +406,4 @@ class Gateway:
         if self.audit is not None:
             await self.audit.close()
         await self.state.close()
+        logs.flush()
