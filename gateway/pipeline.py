@@ -57,25 +57,6 @@ class MaskStage(Protocol):
     def mask_headers(self, ctx: RequestContext, headers: CIMultiDict[str]) -> None: ...
 
 
-class PassThrough:
-    """A stage that lets every request through: stands for a stage that is switched off."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def __call__(self, ctx: RequestContext) -> None:
-        return None
-
-    def body_transform(self, ctx: RequestContext, status: int, headers: object) -> None:
-        return None
-
-    def gateway_error(self, exc: Exception) -> GatewayError | None:
-        return None
-
-    def mask_headers(self, ctx: RequestContext, headers: CIMultiDict[str]) -> None:
-        return None
-
-
 def request_id(candidate: str | None) -> str:
     """Keep a client's request id only if it is a safe short token."""
     if candidate and _SAFE_REQUEST_ID.match(candidate):

@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class CLIError(Exception):
@@ -56,3 +57,13 @@ def admin_request(
         reason = getattr(exc, "reason", exc)
         raise CLIError(f"cannot reach the admin API at {args.url}: {reason}") from None
     return json.loads(payload) if payload else None
+
+
+def duration(text: str, flag: str = "--duration") -> int:
+    """`90`, `90s`, `15m`, `8h` or `3d` as seconds; CLIError naming `flag` otherwise."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    if not number.isdigit() or int(number) == 0:
+        raise CLIError(f"{flag}: expected a positive number with s, m, h or d, got {text!r}")
+    return int(number) * (unit or 1)

@@ -7,9 +7,7 @@ import datetime as dt
 from typing import Any
 
 from gateway.breaker.config import SCOPES
-from gateway.cli.adminclient import CLIError, add_admin_args, admin_request
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from gateway.cli.adminclient import add_admin_args, admin_request, duration
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,16 +34,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for p in (ls, opener, reset):
         add_admin_args(p)
         p.set_defaults(handler=run)
-
-
-def duration(text: str) -> int:
-    """`90`, `90s`, `15m`, `8h` or `2d` as seconds."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit() or int(number) == 0:
-        raise CLIError(f"--for: expected a positive number with s, m, h or d, got {text!r}")
-    return int(number) * (unit or 1)
 
 
 def _when(ts: float | None) -> str:
@@ -83,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         body["mode"] = "open"
         if args.duration:
-            body["duration"] = duration(args.duration)
+            body["duration"] = duration(args.duration, "--for")
         else:
             body["until"] = args.until
     print(f"opened {line(admin_request(args, 'POST', '/breakers', body)['breaker'])}")

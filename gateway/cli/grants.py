@@ -6,10 +6,8 @@ import argparse
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from gateway.cli.adminclient import CLIError, add_admin_args, admin_request
+from gateway.cli.adminclient import add_admin_args, admin_request, duration
 from gateway.policy.rules import ACTIONS
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,16 +43,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.set_defaults(handler=run)
 
 
-def duration(text: str) -> int:
-    """`90`, `90s`, `15m`, `8h` or `3d` as seconds."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit() or int(number) == 0:
-        raise CLIError(f"--duration: expected a positive number with s, m, h or d, got {text!r}")
-    return int(number) * (unit or 1)
-
-
 def _line(g: dict[str, Any]) -> str:
     who = f"principal {g['principal']}" if g.get("principal") else f"department {g['department']}"
     return (
@@ -88,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             body["department"] = args.department
         if args.duration:
-            body["duration"] = duration(args.duration)
+            body["duration"] = duration(args.duration, "--duration")
         else:
             body["expires_at"] = args.expires_at
         if args.not_before:
