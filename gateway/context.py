@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from gateway.identity.principal import Principal
+    from gateway.masking.plan import MaskPlan
     from gateway.policy.catalog import Dataset
     from gateway.policy.decision import Decision
 
@@ -21,7 +22,8 @@ class RequestContext:
 
     route fills `path`, `dataset`, `action`; authenticate fills `principal`;
     authorise fills `decision`; observe fills `score`/`detections`; forward fills `status`
-    and the upstream counters; mask fills `masked_fields`/`findings`; record reads them all.
+    and the upstream counters; mask fills `mask_plan`, `masked_fields`/`findings`; record
+    reads them all.
     """
 
     request: web.Request
@@ -38,6 +40,7 @@ class RequestContext:
     principal: Principal | None = None
     purpose: str | None = None
     decision: Decision | None = None
+    mask_plan: MaskPlan | None = None
     score: float = 0.0
     detections: list[Any] = dataclasses.field(default_factory=list)
     status: int = 0

@@ -35,8 +35,11 @@ _BOM = b"\xef\xbb\xbf"
 _SENTINEL = "\x00datagate:records\x00"
 _SENTINEL_JSON = orjson.dumps(_SENTINEL)
 # One JSON token: a string, a structural character, or a run of anything else.
-_TOKEN_RE = re.compile(rb'[ \t\r\n]*(?:("(?:[^"\\]|\\.)*")|([][{}:,])|([^][{}:," \t\r\n]+))')
-_FIRST_KEY_RE = re.compile(rb'[ \t\r\n]*(\{[ \t\r\n]*"(?:[^"\\]|\\.)*"[ \t\r\n]*:)')
+# Possessive repeats: a long string costs the regex engine no backtracking state.
+_TOKEN_RE = re.compile(
+    rb'[ \t\r\n]*+(?:("[^"\\]*+(?:\\.[^"\\]*+)*+")|([][{}:,])|([^][{}:," \t\r\n]++))'
+)
+_FIRST_KEY_RE = re.compile(rb'[ \t\r\n]*+(\{[ \t\r\n]*+"[^"\\]*+(?:\\.[^"\\]*+)*+"[ \t\r\n]*+:)')
 
 
 @dataclasses.dataclass(slots=True)
@@ -133,13 +136,17 @@ class JsonCodec:
         self._lex = (0, 0, -1)  # exact scan state: position, depth, last element comma
         self._batch_values: list[Any] = []  # the elements a proved cut parsed
         self._prefix_lex = (0, 0, None, False)  # position, depth, pending key, expect value
+        # After a lex that stopped inside an unfinished token (a long string, a large
+        # record), lex again only once the buffer reaches this size: a long token is then
+        # rescanned a logarithmic number of times, not once per chunk.
+        self._rescan_at = 0
 
     def feed(self, data: bytes) -> bytes:
         self._buf += data
         out = b""
         if self._state == "start":
             out = self._start()
-        if self._state == "prefix":
+        if self._state == "prefix" and len(self._buf) >= self._rescan_at:
             out += self._prefix()
         if self._state == "array":
             out += self._array()
@@ -169,16 +176,29 @@ class JsonCodec:
         if self._state == "trailer" and self._buf.strip():
             raise MaskingError("malformed_body", "the upstream sent data after the JSON array")
         if self._state == "doc":
-            return out + self._document()
+            data, self._buf = self._buf, bytearray()
+            return out + self._document(data)
         return out
 
     def _oversize(self, what: str) -> MaskingError:
         return MaskingError("body_too_large", f"cannot mask {what}", code=self._too_large)
 
     def expect_whole(self) -> None:
-        """The whole body comes in one piece: parse it once, skip the streaming lexer."""
+        """The whole body comes (decoded) in this response's pieces: buffer it as one
+        document up to the document limit, and skip the streaming lexer."""
         if self._state == "start":
             self._state = "doc"
+
+    def whole(self, data: bytes) -> bytes:
+        """The whole identity-encoded body in one piece: one parse, one walk, one dump (the
+        streaming lexer is for bodies too large to hold)."""
+        if data.startswith(_BOM):
+            data = data[3:]
+        if not data.strip(_WS):
+            raise MaskingError("malformed_body", "the upstream sent an empty JSON body")
+        if len(data) > self._max_doc:
+            raise self._oversize(f"a JSON document over {self._max_doc} bytes")
+        return self._document(data)
 
     def _start(self) -> bytes:
         buf = self._buf
@@ -223,6 +243,7 @@ class JsonCodec:
                 continue
             key = _json_string(string) if string is not None and depth == 1 else None
         self._prefix_lex = (pos, depth, key, expect)
+        self._rescan_at = min(2 * len(buf), self._max_doc + 1)
         return b""
 
     def _enter_records(self, bracket: int) -> bytes:
@@ -257,12 +278,14 @@ class JsonCodec:
 
     def _array(self) -> bytes:
         out = b""
-        while len(self._buf) >= self._batch:
+        while len(self._buf) >= self._batch and len(self._buf) >= self._rescan_at:
             cut = self._find_cut()
             if cut is None:
                 if len(self._buf) > self._max_record:
                     raise self._oversize(f"a JSON record over {self._max_record} bytes")
+                self._rescan_at = min(2 * len(self._buf), self._max_record + 1)
                 break
+            self._rescan_at = 0
             if cut < 0:
                 return out + self._array_end()
             out += self._emit(self._take(cut))
@@ -393,12 +416,11 @@ class JsonCodec:
 
     # --- any other document ---------------------------------------------------------------
 
-    def _document(self) -> bytes:
+    def _document(self, data: bytes | bytearray) -> bytes:
         try:
-            value = orjson.loads(self._buf)
+            value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise _malformed("JSON", exc) from None
-        self._buf = bytearray()
         value = self._walker.document(value)
         records = value.get(self._out.plan.records_key or "") if isinstance(value, dict) else value
         self._out.report.records_out += len(records) if isinstance(records, list) else 1
@@ -613,11 +635,28 @@ class Pipeline:
         self._failed: MaskingError | None = None
 
     def whole(self, body: bytes) -> bytes:
-        """Mask a body that was read whole (small responses): one parse, one walk, one dump."""
-        expect_whole = getattr(self._codec, "expect_whole", None)
-        if expect_whole is not None:
-            expect_whole()
-        return self.feed(body) + self.finish()
+        """Mask a body that was read whole (small responses). An identity-encoded JSON body
+        is parsed once, walked and dumped; anything else goes through `feed` and `finish`."""
+        whole = getattr(self._codec, "whole", None)
+        if whole is None or not self._chain.identity:
+            expect_whole = getattr(self._codec, "expect_whole", None)
+            if expect_whole is not None:
+                expect_whole()
+            return self.feed(body) + self.finish()
+        if self._failed is not None:
+            raise self._failed
+        try:
+            if self._expected is not None and len(body) != self._expected:
+                raise MaskingError(
+                    "length_mismatch",
+                    f"the upstream announced {self._expected} bytes and sent {len(body)}",
+                )
+            out: bytes = whole(body)
+        except MaskingError as exc:
+            self._failed = exc
+            raise
+        self._report()
+        return out
 
     def feed(self, chunk: bytes) -> bytes:
         if self._failed is not None:
@@ -643,6 +682,11 @@ class Pipeline:
         except MaskingError as exc:
             self._failed = exc
             raise
+        self._report()
+        return out
+
+    def _report(self) -> None:
+        """Move the walker's counts into the report and hand it to `on_finish`."""
         masked = self.report.masked_fields
         for label, n in self._walker.counts.items():
             masked[label] = masked.get(label, 0) + n
@@ -654,7 +698,6 @@ class Pipeline:
             del masked[label]
         if self._on_finish is not None:
             self._on_finish(self.report)
-        return out
 
 
 def open_transform(

@@ -109,6 +109,11 @@ class Chain:
         self.bytes_in = 0
         self.bytes_out = 0
 
+    @property
+    def identity(self) -> bool:
+        """No coding to undo: the body is as the upstream sent it."""
+        return not self._steps
+
     def decode(self, data: bytes) -> Iterator[bytes]:
         self.bytes_in += len(data)
         yield from self._through(0, data)

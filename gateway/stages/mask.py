@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.policy.catalog import Dataset
 
 NO_BODY_STATUSES = frozenset({204, 304})
+_MAX_KEYS = 10_000  # consumers whose pseudonym keys are kept
 # Response headers whose values are the protocol's own, never data: not scanned.
 PLAIN_HEADERS = frozenset(
     {
@@ -74,6 +75,7 @@ class MaskStage:
     def __init__(self, config: MaskingConfig) -> None:
         self.config = config
         self.plans = PlanCache(config)
+        self._keys: dict[str, bytes] = {}  # consumer -> pseudonym key (an HMAC to derive)
 
     def check(self, datasets: Iterable[Dataset]) -> None:
         """Validate every dataset's masking rules when the catalog loads (ConfigError naming
@@ -82,9 +84,12 @@ class MaskStage:
             check_dataset(dataset, self.config)
 
     def plan(self, ctx: RequestContext) -> MaskPlan | None:
-        if ctx.dataset is None:
-            return None
-        return self.plans.get(ctx.dataset, effective_clearance(ctx))
+        """The request's plan, kept in the context: it depends only on the dataset and the
+        decision, both settled before this stage runs."""
+        plan = ctx.mask_plan
+        if plan is None and ctx.dataset is not None:
+            plan = ctx.mask_plan = self.plans.get(ctx.dataset, effective_clearance(ctx))
+        return plan
 
     async def __call__(self, ctx: RequestContext) -> None:
         plan = self.plan(ctx)
@@ -164,7 +169,11 @@ class MaskStage:
             assert secret is not None  # compile_plan refuses pseudonym fields without it
             principal = ctx.principal
             consumer = principal.client_id or principal.subject if principal else "anonymous"
-            key = pseudonym_key(secret.reveal(), consumer)
+            key = self._keys.get(consumer, b"")
+            if not key:
+                if len(self._keys) >= _MAX_KEYS:
+                    self._keys.clear()
+                key = self._keys[consumer] = pseudonym_key(secret.reveal(), consumer)
 
         def record(report: MaskReport) -> None:
             for label, n in report.masked_fields.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import tracemalloc
 import zlib
 
 import brotli
@@ -217,6 +218,34 @@ def test_one_record_over_the_limit_is_refused(dataset) -> None:
     body = orjson.dumps([{"blob": "x" * 5000}])
     with pytest.raises(MaskingError, match="record over 2048"):
         run_body(compile_plan(dataset, 2, config), config, body, chunk=1024)
+
+
+@pytest.mark.parametrize("lead", [b'{"items":[{"remarks":"', b'[{"remarks":"', b'{"remarks":"'])
+def test_a_long_unfinished_string_is_refused_without_blowing_up_memory(
+    dataset, lead: bytes
+) -> None:
+    """One record (or the envelope before the records) that is a single huge string, streamed
+    in chunks: refused at the limit. Lexing it used to cost the regex engine backtracking
+    state per character (145 MiB for 1 MiB of string) and a rescan per chunk."""
+    config = make_config(max_record_bytes=1 << 20, max_json_document_bytes=1 << 20)
+    transform = open_transform(
+        compile_plan(dataset, 2, config),
+        config,
+        content_type="application/json",
+        content_encoding=None,
+        content_length=None,
+        key=b"",
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(MaskingError, match="over 1048576 bytes"):
+            transform.feed(lead)
+            for _ in range(40):
+                transform.feed(b" " * 65536)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak >> 20} MiB traced while lexing"
 
 
 def test_gzip_deflate_and_br_are_decoded_and_sent_as_identity(
