@@ -60,7 +60,7 @@ class AuditWriter:
         self._seq = 0  # last number handed out
         self._written = 0  # last number on disk
         self._head = GENESIS  # hash of the last sealed record
-        self._queue: list[tuple[int, dict[str, Any]]] = []
+        self._queue: list[tuple[int, dict[str, Any], bool]] = []  # (seq, record, trusted)
         self._pending = b""  # sealed but not yet written
         self._pending_seq = 0
         self._good_size = 0  # file size after the last complete write
@@ -118,13 +118,17 @@ class AuditWriter:
 
     # ---- the request path ------------------------------------------------------------------
 
-    def append(self, record: dict[str, Any]) -> int:
-        """Queue `record` (the writer owns it from now on) and return its sequence number."""
+    def append(self, record: dict[str, Any], *, trusted: bool = False) -> int:
+        """Queue `record` (the writer owns it from now on) and return its sequence number.
+
+        `trusted`: built by the gateway with keys and value types of its own (access events),
+        so sealing skips the secret scrub (see `chain.seal`); records whose keys or types come
+        from elsewhere (admin input) are never trusted."""
         queue = self._queue
         if len(queue) >= self.config.max_buffer:
             raise AuditUnavailable(f"audit log not writable: {self._error or 'backlog full'}")
         self._seq += 1
-        queue.append((self._seq, record))
+        queue.append((self._seq, record, trusted))
         return self._seq
 
     @property
@@ -152,8 +156,8 @@ class AuditWriter:
             if batch:
                 parts = [self._pending]
                 head = self._head
-                for seq, record in batch:
-                    line, head = seal(record, seq, head)
+                for seq, record, trusted in batch:
+                    line, head = seal(record, seq, head, trusted=trusted)
                     parts.append(line)
                 self._head = head
                 self._pending = b"".join(parts)

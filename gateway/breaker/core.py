@@ -256,30 +256,35 @@ def reset(s: BreakerState, now: float, by: str, note: str) -> BreakerState:
 class AnomalyWindow:
     """Requests and anomalous requests over a sliding window, in ten buckets."""
 
-    __slots__ = ("_buckets", "_step", "_window")
+    __slots__ = ("_anomalies", "_buckets", "_step", "_total", "_window")
 
     def __init__(self, window: float) -> None:
         self._window = window
         self._step = window / 10.0
         self._buckets: deque[list[float]] = deque()  # [bucket_start, total, anomalous]
+        self._total = 0  # sums over the buckets held
+        self._anomalies = 0
 
     def add(self, now: float, anomalous: bool) -> tuple[int, int]:
         buckets = self._buckets
-        start = now - now % self._step
+        step = self._step
+        start = now - now % step
         if not buckets or buckets[-1][0] < start:
             buckets.append([start, 0, 0])
+            # Bucket starts are multiples of `step`, so which buckets have left the window
+            # changes only when a new bucket begins.
+            horizon = now - self._window
+            while buckets[0][0] + step <= horizon:
+                _, total, anomalies = buckets.popleft()
+                self._total -= int(total)
+                self._anomalies -= int(anomalies)
         last = buckets[-1]
         last[1] += 1
+        self._total += 1
         if anomalous:
             last[2] += 1
-        horizon = now - self._window
-        while buckets and buckets[0][0] + self._step <= horizon:
-            buckets.popleft()
-        total = anomalies = 0
-        for b in buckets:
-            total += int(b[1])
-            anomalies += int(b[2])
-        return total, anomalies
+            self._anomalies += 1
+        return self._total, self._anomalies
 
     def idle(self, now: float) -> bool:
         return not self._buckets or self._buckets[-1][0] + self._window < now

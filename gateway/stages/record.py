@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from detectors import Detector
+from gateway import logs
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.stages.observe import EVENT_KEY, detector_event
 
@@ -22,7 +22,7 @@ class AuditLog(Protocol):
     @property
     def healthy(self) -> bool: ...
 
-    def append(self, record: dict[str, Any]) -> int: ...
+    def append(self, record: dict[str, Any], *, trusted: bool = False) -> int: ...
 
 
 class OutcomeListener(Protocol):
@@ -31,15 +31,30 @@ class OutcomeListener(Protocol):
     async def on_detections(self, ctx: RequestContext, detections: list[Any]) -> None: ...
 
 
-EventSink = Callable[[dict[str, Any]], None]
+# Called with each access event and its time in epoch seconds.
+EventSink = Callable[[dict[str, Any], float], None]
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted: (second, ISO prefix)
 
 
 def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, _UTC).isoformat(timespec="milliseconds")
+    """`2026-12-01T09:30:00.123+00:00`: ISO 8601 in UTC to the millisecond. Requests in the
+    same second share its formatted prefix (datetime formatting is a few microseconds)."""
+    global _second
+    whole = int(ts // 1)
+    cached = _second
+    if cached[0] != whole:
+        prefix = dt.datetime.fromtimestamp(whole, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _second = (whole, prefix)
+    return f"{cached[1]}.{int((ts - whole) * 1000):03d}+00:00"
 
 
-def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
-    """The access event of PRODUCT.md, built from what the stages left in the context."""
+def access_event(
+    ctx: RequestContext, policy_version: str, latency: float | None = None
+) -> dict[str, Any]:
+    """The access event of PRODUCT.md, built from what the stages left in the context;
+    `latency` in seconds (default: until now)."""
     principal = ctx.principal
     dataset = ctx.dataset
     decision = ctx.decision
@@ -73,7 +88,9 @@ def access_event(ctx: RequestContext, policy_version: str) -> dict[str, Any]:
         "masked_fields": ctx.masked_fields,
         "findings": ctx.findings,
         "score": round(ctx.score, 4),
-        "latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
+        "latency_ms": round(
+            ((time.perf_counter() - ctx.started) if latency is None else latency) * 1000, 3
+        ),
         "policy_version": policy_version,
     }
     if decision is not None:
@@ -106,7 +123,6 @@ class RecordStage:
         self._detector = detector
         self._sinks = sinks
         self._outcomes = outcomes
-        self._log = get_logger("datagate.access")
         self._log_requests = log_requests
 
     def _detect(self, ctx: RequestContext) -> list[Any]:
@@ -143,16 +159,20 @@ class RecordStage:
         """A streamed response is about to send its headers: record the access now, so the
         response carries its audit sequence; `__call__` adds the figures when it ends."""
         if self._audit is not None:
-            ctx.audit_seq = self._audit.append(access_event(ctx, self._policy_version()))
+            ctx.audit_seq = self._audit.append(
+                access_event(ctx, self._policy_version()), trusted=True
+            )
 
     async def __call__(self, ctx: RequestContext) -> dict[str, Any]:
         late = self._detect(ctx)
-        event = access_event(ctx, self._policy_version())
-        if self._audit is not None:
+        latency = time.perf_counter() - ctx.started
+        event = access_event(ctx, self._policy_version(), latency)
+        audit = self._audit
+        if audit is not None:
             if ctx.audit_seq is None:
-                ctx.audit_seq = self._audit.append(event)
+                ctx.audit_seq = audit.append(event, trusted=True)
             else:
-                self._audit.append(
+                audit.append(
                     {
                         "type": "access_end",
                         "ts": iso(time.time()),
@@ -166,33 +186,34 @@ class RecordStage:
                         "masked_fields": ctx.masked_fields,
                         "findings": ctx.findings,
                         "latency_ms": event["latency_ms"],
-                    }
+                    },
+                    trusted=True,
                 )
         route = event["dataset"] or "-"
-        self._metrics.requests.labels(route, str(ctx.status), event["decision"]).inc()
-        self._metrics.latency.labels(route).observe(event["latency_ms"] / 1000)
-        failure = ctx.extra.get("upstream_failure")
-        if failure:
-            self._metrics.upstream_errors.labels(route, failure).inc()
+        decision = event["decision"]
+        self._metrics.requests.observe(
+            route, ctx.status, decision, latency, ctx.extra.get("upstream_failure")
+        )
         for sink in self._sinks:
-            sink(event)
+            sink(event, ctx.ts)
         if self._outcomes is not None:
             if late:
                 await self._outcomes.on_detections(ctx, late)
             if ctx.principal is not None and ctx.error != "sharing_suspended":
                 await self._outcomes.on_outcome(ctx)
         if self._log_requests:
-            self._log.info(
-                "request",
-                request_id=ctx.request_id,
-                principal=event["principal"],
-                route=route,
-                method=ctx.method,
-                path=event["path"],
-                status=ctx.status,
-                decision=event["decision"],
-                reason=event["reason"],
-                latency_ms=event["latency_ms"],
-                audit_seq=ctx.audit_seq,
+            logs.request_line(
+                {
+                    "request_id": ctx.request_id,
+                    "principal": event["principal"],
+                    "route": route,
+                    "method": ctx.method,
+                    "path": event["path"],
+                    "status": ctx.status,
+                    "decision": decision,
+                    "reason": event["reason"],
+                    "latency_ms": event["latency_ms"],
+                    "audit_seq": ctx.audit_seq,
+                }
             )
         return event
