@@ -57,10 +57,10 @@ class ListenError(Exception):
 @dataclasses.dataclass
 class Listener:
     name: str
-    app: web.Application
+    app: web.Application | web.Server
     host: str
     port: int
-    runner: web.AppRunner | None = None
+    runner: web.BaseRunner | None = None
     bound_port: int | None = None
 
 
@@ -72,7 +72,11 @@ def upstreams_from(config: Config) -> dict[str, Upstream]:
 
 
 async def start_listener(listener: Listener, *, reuse_port: bool, **server_args: Any) -> None:
-    runner = web.AppRunner(listener.app, access_log=None, **server_args)
+    runner: web.BaseRunner
+    if isinstance(listener.app, web.Application):
+        runner = web.AppRunner(listener.app, access_log=None, **server_args)
+    else:
+        runner = web.ServerRunner(listener.app)
     await runner.setup()
     site = web.TCPSite(
         runner, listener.host, listener.port, reuse_address=True, reuse_port=reuse_port or None
@@ -91,11 +95,11 @@ async def start_listener(listener: Listener, *, reuse_port: bool, **server_args:
     listener.bound_port = sockets[0].getsockname()[1] if sockets else listener.port
 
 
-def data_app(pipeline: Pipeline) -> web.Application:
-    app = web.Application(client_max_size=0)
-    # One catch-all route: the route stage, not aiohttp's router, decides what is served.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", pipeline.handle)
-    return app
+def data_server(pipeline: Pipeline, **server_args: Any) -> web.Server:
+    """The data listener: every request goes to the pipeline, whose route stage (not an
+    aiohttp router) decides what is served. Request bodies pass through as sent (no
+    decompression: the upstream gets the bytes and the Content-Encoding the client sent)."""
+    return web.Server(pipeline.handle, access_log=None, auto_decompress=False, **server_args)
 
 
 class Gateway:
@@ -359,7 +363,9 @@ class Gateway:
         await self.forward.start()
         server, admin = self.config.server, self.config.admin
         self.listeners = [
-            Listener("data", data_app(self.pipeline), server.host, server.port),
+            Listener(
+                "data", data_server(self.pipeline, **self.server_args()), server.host, server.port
+            ),
             Listener("admin", self.admin(), admin.host, admin.port),
         ]
         for listener in self.listeners:

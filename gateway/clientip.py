@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 
-def client_ip_resolver(trusted_proxies: Sequence[str]) -> Callable[[web.Request], str]:
+def client_ip_resolver(trusted_proxies: Sequence[str]) -> Callable[[web.BaseRequest], str]:
     """The client address: the TCP peer, unless the peer is a trusted proxy, in which case the
     right-most X-Forwarded-For entry that is not itself a trusted proxy."""
     networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
@@ -20,7 +20,7 @@ def client_ip_resolver(trusted_proxies: Sequence[str]) -> Callable[[web.Request]
             return False
         return any(ip in net for net in networks)
 
-    def resolve(request: web.Request) -> str:
+    def resolve(request: web.BaseRequest) -> str:
         peer = request.remote or "unknown"
         if not networks or not trusted(peer):
             return peer

@@ -26,7 +26,7 @@ class RequestContext:
     reads them all.
     """
 
-    request: web.Request
+    request: web.BaseRequest
     request_id: str
     ts: float  # wall-clock seconds since the epoch, from the app's clock
     started: float  # perf_counter at arrival, for latency

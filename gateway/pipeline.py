@@ -88,7 +88,7 @@ class Pipeline:
         forward: ForwardStage,
         mask: MaskStage,
         record: RecordStage,
-        client_ip: Callable[[web.Request], str],
+        client_ip: Callable[[web.BaseRequest], str],
         clock: Callable[[], float] = time.time,
         on_unmaskable: Callable[[RequestContext, GatewayError], Awaitable[None]] | None = None,
     ) -> None:
@@ -102,7 +102,7 @@ class Pipeline:
         self._on_unmaskable = on_unmaskable
         self._log = get_logger("datagate.pipeline")
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
             request=request,
             request_id=request_id(request.headers.get("X-Request-ID")),

@@ -6,14 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.masking.codecs import BodyTransform
+from gateway.upstream import Timeouts, UpstreamFailure, UpstreamPool, UpstreamResponse
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the proxy ones.
 HOP_BY_HOP = frozenset(
@@ -41,6 +40,8 @@ GATEWAY_SET = frozenset(
         "x-real-ip",
         "x-request-id",
         "content-length",
+        # The gateway answers `Expect: 100-continue` itself, once the request is authorised.
+        "expect",
     }
 )
 # Would let an upstream run another method than the one the policy decided on.
@@ -73,60 +74,80 @@ def connection_listed(headers: Mapping[str, str]) -> set[str]:
     return listed
 
 
+class HeaderRules:
+    """Which request headers go upstream: the sets are built once, not per request."""
+
+    def __init__(self, strip: Iterable[str]) -> None:
+        base = HOP_BY_HOP | GATEWAY_SET | METHOD_OVERRIDES | {h.lower() for h in strip}
+        # (forward_authorization, classified) -> names dropped
+        self.drop = {
+            (auth, classified): frozenset(
+                (base - {"authorization"} if auth else base | {"authorization"})
+                | (CLASSIFIED_DROP if classified else frozenset())
+            )
+            for auth in (False, True)
+            for classified in (False, True)
+        }
+
+
 def upstream_request_headers(
     ctx: RequestContext,
     *,
     forward_authorization: bool,
     classified: bool,
-    strip: Iterable[str],
-) -> CIMultiDict[str]:
-    """The headers sent upstream: the client's, minus hop-by-hop, identity and gateway-set ones."""
-    incoming = ctx.request.headers
-    drop = HOP_BY_HOP | GATEWAY_SET | METHOD_OVERRIDES | connection_listed(incoming) | set(strip)
-    if not forward_authorization:
-        drop = drop | {"authorization"}
+    rules: HeaderRules,
+) -> list[tuple[str, str]]:
+    """The headers sent upstream: the client's, minus hop-by-hop, identity and gateway-set ones
+    (Host and the body's framing are the upstream client's)."""
+    request = ctx.request
+    incoming = request.headers
+    drop = rules.drop[(forward_authorization, classified)]
+    if "connection" in incoming:
+        drop = drop | (connection_listed(incoming) - {"authorization"})
+    # CGI-style upstreams read X_User as X-User: names with underscores are dropped, as
+    # nginx does by default.
+    out = [
+        (name, value)
+        for name, value in incoming.items()
+        if not ((lname := name.lower()) in drop or "_" in lname)
+    ]
     if classified:
-        drop = drop | CLASSIFIED_DROP
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        lname = name.lower()
-        if lname in drop and not (lname == "authorization" and forward_authorization):
-            continue
-        # CGI-style upstreams read X_User as X-User: names with underscores are dropped,
-        # as nginx does by default.
-        if "_" in lname:
-            continue
-        out.add(name, value)
-    if forward_authorization and "authorization" in incoming:
-        out["Authorization"] = incoming["Authorization"]
-    if classified:
-        out["Accept-Encoding"] = "identity"
-    out["X-Forwarded-For"] = ctx.client_ip
-    out["X-Forwarded-Proto"] = ctx.request.scheme
-    out["X-Forwarded-Host"] = ctx.request.host
-    out["X-Request-ID"] = ctx.request_id
+        out.append(("Accept-Encoding", "identity"))
+    out.append(("X-Forwarded-For", ctx.client_ip))
+    out.append(("X-Forwarded-Proto", request.scheme))
+    out.append(("X-Forwarded-Host", request.host))
+    out.append(("X-Request-ID", ctx.request_id))
     return out
 
 
 def client_response_headers(
     upstream_headers: CIMultiDictProxy[str], request_id: str, transformed: bool
 ) -> CIMultiDict[str]:
-    drop = HOP_BY_HOP | connection_listed(upstream_headers) | {"content-length", "x-request-id"}
+    drop = HOP_BY_HOP | {"content-length", "x-request-id"}
+    if "connection" in upstream_headers:
+        drop = drop | connection_listed(upstream_headers)
     if transformed:
-        drop = drop | {
-            "content-encoding",
-            "content-type",
-            "etag",
-            "content-md5",
-            "digest",
-            "accept-ranges",
-            "content-range",
-        }
+        drop = drop | TRANSFORMED_DROP
     out: CIMultiDict[str] = CIMultiDict(
         (k, v) for k, v in upstream_headers.items() if k.lower() not in drop
     )
     out["X-Request-ID"] = request_id
     return out
+
+
+# Upstream response headers that do not describe a masked body (identity-encoded, of another
+# length and digest, without ranges).
+TRANSFORMED_DROP = frozenset(
+    {
+        "content-encoding",
+        "content-type",
+        "etag",
+        "content-md5",
+        "digest",
+        "accept-ranges",
+        "content-range",
+    }
+)
 
 
 class ForwardStage:
@@ -141,25 +162,21 @@ class ForwardStage:
     ) -> None:
         self._upstreams = dict(upstreams)
         self._request_max = request_max_bytes
-        self._strip = frozenset(h.lower() for h in strip_headers)
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._rules = HeaderRules(strip_headers)
+        self._pools: dict[str, UpstreamPool] = {}
+        self._timeouts = {
+            up.name: Timeouts(up.connect_timeout, up.total_timeout)
+            for up in self._upstreams.values()
+        }
 
     async def start(self) -> None:
         for up in self._upstreams.values():
-            connector = aiohttp.TCPConnector(
-                limit=up.pool_size, keepalive_timeout=30, ttl_dns_cache=300
-            )
-            self._sessions[up.name] = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-            )
+            self._pools[up.name] = UpstreamPool(up.name, up.url, up.pool_size)
 
     async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
 
     def _body(self, ctx: RequestContext) -> AsyncIterator[bytes] | None:
         request = ctx.request
@@ -169,8 +186,16 @@ class ForwardStage:
         declared = request.content_length
         if declared is not None and declared > limit:
             raise GatewayError("payload_too_large", f"request body is over {limit} bytes")
+        expect = request.headers.get("Expect")
+        if expect is not None and expect.lower() != "100-continue":
+            raise GatewayError(
+                "bad_request", f"Expect: {expect} is not supported", reason="bad_expect"
+            )
 
         async def stream() -> AsyncIterator[bytes]:
+            if expect is not None and request.version >= (1, 1):
+                # The client waits for this before it sends the body.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             seen = 0
             async for chunk in request.content.iter_chunked(CHUNK):
                 seen += len(chunk)
@@ -181,55 +206,47 @@ class ForwardStage:
 
         return stream()
 
-    async def open(self, ctx: RequestContext) -> aiohttp.ClientResponse:
+    async def open(self, ctx: RequestContext) -> UpstreamResponse:
         """Send the request upstream; the caller must release the response."""
         dataset = ctx.dataset
         assert dataset is not None, "route stage runs first"
-        up = self._upstreams[dataset.upstream]
-        timeouts = dataset.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total if timeouts else up.total_timeout,
-            sock_connect=timeouts.connect if timeouts else up.connect_timeout,
+        pool = self._pools[dataset.upstream]
+        custom = dataset.timeouts
+        timeouts = (
+            Timeouts(custom.connect, custom.total) if custom else self._timeouts[dataset.upstream]
         )
         headers = upstream_request_headers(
             ctx,
             forward_authorization=dataset.forward_authorization,
             classified=dataset.classified,
-            strip=self._strip,
+            rules=self._rules,
         )
-        # The raw target was validated by the route stage; send it as is, never re-quoted.
-        target = URL(up.url.rstrip("/") + ctx.request.raw_path, encoded=True)
+        body = self._body(ctx)
         try:
-            return await self._sessions[up.name].request(
+            # The raw target was validated by the route stage; it is sent as is.
+            return await pool.request(
                 ctx.method,
-                target,
-                headers=headers,
-                data=self._body(ctx),
-                timeout=timeout,
-                allow_redirects=False,
-                compress=None,
+                ctx.request.raw_path,
+                headers,
+                body,
+                length=ctx.request.content_length if body is not None else None,
+                timeouts=timeouts,
             )
         except RequestTooLarge:
             raise GatewayError(
                 "payload_too_large", f"request body is over {self._request_max} bytes"
             ) from None
-        except TimeoutError:
-            ctx.extra["upstream_failure"] = "timeout"
-            raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamFailure as exc:
             if ctx.extra.get("request_too_large"):
                 raise GatewayError(
                     "payload_too_large", f"request body is over {self._request_max} bytes"
                 ) from None
-            ctx.extra["upstream_failure"] = "error"
-            raise GatewayError(
-                "upstream_error", f"the upstream failed: {type(exc).__name__}"
-            ) from None
+            raise upstream_error(ctx, exc) from None
 
     async def relay(
         self,
         ctx: RequestContext,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         transform: BodyTransform | None,
         before_stream: BeforeStream,
         mask_headers: HeaderMask,
@@ -256,33 +273,23 @@ class ForwardStage:
             ctx.status = upstream.status
             return web.Response(status=upstream.status, headers=headers)
         length = upstream.content_length
-        try:
-            if length is not None and length <= BUFFER_LIMIT:
-                body = await self._read_whole(upstream)
-                if transform is not None:
-                    body = transform.whole(body)
-                    headers["Content-Type"] = transform.content_type
-                ctx.status = upstream.status
-                ctx.bytes_out = len(body)
-                return web.Response(status=upstream.status, headers=headers, body=body)
-        except TimeoutError:
-            raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(
-                "upstream_error", f"the upstream response failed: {type(exc).__name__}"
-            ) from None
+        if length is not None and length <= BUFFER_LIMIT:
+            try:
+                body = await upstream.read()
+            except UpstreamFailure as exc:
+                raise upstream_error(ctx, exc, "response ") from None
+            if transform is not None:
+                body = transform.whole(body)
+                headers["Content-Type"] = transform.content_type
+            ctx.status = upstream.status
+            ctx.bytes_out = len(body)
+            return web.Response(status=upstream.status, headers=headers, body=body)
         return await self._stream(ctx, upstream, headers, transform, before_stream)
-
-    async def _read_whole(self, upstream: aiohttp.ClientResponse) -> bytes:
-        body = await upstream.read()
-        if upstream.content_length is not None and len(body) != upstream.content_length:
-            raise aiohttp.ClientPayloadError("response body is shorter than its Content-Length")
-        return body
 
     async def _stream(
         self,
         ctx: RequestContext,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         headers: CIMultiDict[str],
         transform: BodyTransform | None,
         before_stream: BeforeStream,
@@ -293,17 +300,13 @@ class ForwardStage:
             headers["Content-Length"] = str(upstream.content_length)
         response = web.StreamResponse(status=upstream.status, headers=headers)
         ctx.status = upstream.status
-        iterator = upstream.content.iter_chunked(CHUNK)
+        iterator = upstream.iter_chunks()
         # Read the first chunk before sending headers, so an early failure is a JSON error.
         try:
             first = await anext(iterator, b"")
             out = transform.feed(first) if transform is not None else first
-        except TimeoutError:
-            raise GatewayError("upstream_timeout", "the upstream did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(
-                "upstream_error", f"the upstream response failed: {type(exc).__name__}"
-            ) from None
+        except UpstreamFailure as exc:
+            raise upstream_error(ctx, exc, "response ") from None
         before_stream(ctx, response)
         await response.prepare(ctx.request)
         try:
@@ -327,6 +330,14 @@ class ForwardStage:
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
         return response
+
+
+def upstream_error(ctx: RequestContext, exc: UpstreamFailure, what: str = "") -> GatewayError:
+    """The consumer-facing error for a failed exchange (the reason names the failure)."""
+    ctx.extra["upstream_failure"] = exc.kind
+    if exc.kind == "timeout":
+        return GatewayError("upstream_timeout", "the upstream did not answer in time")
+    return GatewayError("upstream_error", f"the upstream {what}failed: {exc}")
 
 
 class RequestTooLarge(Exception):

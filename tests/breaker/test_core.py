@@ -164,6 +164,22 @@ def test_three_requests_never_trip(outcomes: list[bool]) -> None:
         assert not core.rate_exceeded(total, anomalies, cfg)
 
 
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 30, allow_nan=False), st.booleans()), max_size=60))
+def test_the_window_counts_what_its_buckets_hold(steps: list[tuple[float, bool]]) -> None:
+    """Running totals equal a recount of the requests whose bucket is still in the window
+    (buckets are a tenth of the window, aligned to multiples of it)."""
+    window = core.AnomalyWindow(60.0)
+    now = T0
+    seen: list[tuple[float, bool]] = []
+    for gap, bad in steps:
+        now += gap
+        got = window.add(now, bad)
+        seen.append((now - now % 6.0, bad))
+        kept = [b for start, b in seen if start + 6.0 > now - 60.0]
+        assert got == (len(kept), sum(kept))
+
+
 def test_anomaly_rate_trips_over_min_requests_within_window() -> None:
     cfg = BreakerConfig(anomaly_min_requests=10, anomaly_rate=0.5, anomaly_window=60.0)
     window = core.AnomalyWindow(60.0)

@@ -39,3 +39,23 @@ def test_lines_are_json_with_secrets_redacted_and_errors_flushed_at_once() -> No
         assert stream.flushes == 2
     finally:
         structlog.reset_defaults()
+
+
+def test_request_lines_render_like_structlog_lines() -> None:
+    """The request line skips the processor chain but reads like every other line."""
+    stream = CountingStream()
+    try:
+        logs.configure("info", stream)
+        fields = {"request_id": "r1", "principal": "alice", "status": 200, "latency_ms": 1.5}
+        logs.request_line(dict(fields))
+        logs.get_logger("datagate.access").info("request", **fields)
+        direct, via_structlog = (orjson.loads(line) for line in stream.getvalue().splitlines())
+        assert list(direct) == list(via_structlog)
+        assert direct.pop("timestamp")[:10] == via_structlog.pop("timestamp")[:10]
+        assert direct == via_structlog == {**fields, "event": "request", "level": "info"}
+        logs.configure("warning", stream)
+        logs.request_line(dict(fields))
+        assert len(stream.getvalue().splitlines()) == 2, "info lines are off at warning"
+    finally:
+        structlog.reset_defaults()
+        logs._OUT = None
