@@ -194,7 +194,8 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
     if not isinstance(data, dict):
         _fail(path, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # Fields with init=False are derived by the dataclass itself, never read from config.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))

@@ -52,7 +52,7 @@ def resolve(catalog: Catalog, method: str, path: str) -> tuple[Dataset, str]:
     if dataset is None:
         raise ValueError(f"no dataset route matches {raw_path!r}")
     rest = raw_path[len(dataset.route) - 1 :]
-    return dataset, classify_action(method.upper(), rest, dataset.export_suffixes, query)
+    return dataset, classify_action(method.upper(), rest, dataset.export_endings, query)
 
 
 def load_cases(path: Path) -> list[Case]:

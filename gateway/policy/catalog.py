@@ -55,6 +55,16 @@ class Dataset:
     forward_authorization: bool = False
     timeouts: Timeouts | None = None
     monitor: bool = False
+    # Derived when the catalog loads; read on every request.
+    classified: bool = dataclasses.field(init=False, repr=False, compare=False)
+    export_endings: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Classified: level 2 or above, or a field that is.
+        classified = self.level >= 2 or any(f.level >= 2 for f in self.fields)
+        object.__setattr__(self, "classified", classified)
+        endings = tuple(s.lower() for s in self.export_suffixes)
+        object.__setattr__(self, "export_endings", endings)
 
     def validate(self, path: str) -> None:
         if not self.route.startswith("/") or not self.route.endswith("/"):
@@ -65,10 +75,6 @@ class Dataset:
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"{path}.fields: field {name!r} is listed twice")
-
-    @property
-    def classified(self) -> bool:
-        return self.level >= 2 or any(f.level >= 2 for f in self.fields)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]*[0-9][A-Za-z0-9_-]*$")
 READ_METHODS = frozenset({"GET", "HEAD"})
+# Paths the checks below would return unchanged: segments of unreserved characters, dots
+# only between them (no `.`, `..`, trailing dot), no `//` (a trailing `/` is allowed).
+_PLAIN = re.compile(r"(?:/[A-Za-z0-9_~-]+(?:\.+[A-Za-z0-9_~-]+)*)+/?|/")
 
 
 class PathError(ValueError):
@@ -31,6 +34,13 @@ def normalise_path(raw: str, max_length: int) -> str:
     """
     if len(raw) > max_length:
         raise PathError(f"path is longer than {max_length} characters")
+    if _PLAIN.fullmatch(raw):
+        return raw  # the common case: nothing to decode, nothing ambiguous
+    return checked_path(raw)
+
+
+def checked_path(raw: str) -> str:
+    """`normalise_path` without its fast path for plain paths (which this returns unchanged)."""
     if not raw.startswith("/"):
         raise PathError("path must start with '/'")
     if _BAD_PERCENT.search(raw):
@@ -66,16 +76,14 @@ def normalise_path(raw: str, max_length: int) -> str:
 
 
 def classify_action(
-    method: str, rest: str, export_suffixes: list[str], fmt: str | None = None
+    method: str, rest: str, export_endings: tuple[str, ...], fmt: str | None = None
 ) -> str:
     """read, list, export or write, from the method, the path under the route prefix and the
-    `format` query parameter."""
+    `format` query parameter; `export_endings` are the export suffixes, lower-cased."""
     if method not in READ_METHODS:
         return "write"
     tail = rest.rstrip("/").lower()  # persons.CSV and persons.csv/ are exports too
-    if any(tail.endswith(s.lower()) for s in export_suffixes) or (
-        fmt is not None and "." + fmt.lower() in export_suffixes
-    ):
+    if tail.endswith(export_endings) or (fmt is not None and "." + fmt.lower() in export_endings):
         return "export"
     segments = [s for s in rest.split("/") if s]
     if len(segments) >= 2 and _RECORD_ID.match(segments[-1]):
@@ -112,6 +120,6 @@ class RouteStage:
                     "bad_request", "method overrides are not accepted", reason="method_override"
                 )
             fmt = params.get("format")
-        ctx.action = classify_action(ctx.method, rest, dataset.export_suffixes, fmt)  # type: ignore[assignment]
+        ctx.action = classify_action(ctx.method, rest, dataset.export_endings, fmt)  # type: ignore[assignment]
         if ctx.action == "read":
             ctx.record_id = rest.rstrip("/").rsplit("/", 1)[-1]

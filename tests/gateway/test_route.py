@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.policy.catalog import parse_catalog
-from gateway.stages.route import PathError, classify_action, normalise_path
+from gateway.stages.route import _PLAIN, PathError, checked_path, classify_action, normalise_path
 
 CATALOG = parse_catalog(
     """
@@ -119,4 +119,17 @@ def test_longest_prefix_wins_and_prefixes_align_on_segments() -> None:
     ],
 )
 def test_actions(method: str, rest: str, fmt: str | None, action: str) -> None:
-    assert classify_action(method, rest, [".csv", ".ndjson"], fmt or None) == action
+    assert classify_action(method, rest, (".csv", ".ndjson"), fmt or None) == action
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="/._-~aZ09%;\\:@!\x00\u00e9\uff0f", max_size=24),
+        st.lists(st.text(alphabet="._-~aZ09", max_size=6), min_size=1, max_size=5).map(
+            lambda segments: "/" + "/".join(segments)
+        ),
+    )
+)
+def test_the_fast_path_takes_only_paths_the_full_checks_keep_unchanged(raw: str) -> None:
+    if _PLAIN.fullmatch(raw):
+        assert checked_path(raw) == raw
