@@ -4,6 +4,7 @@ the answer back, through the mask stage's body transform when there is one."""
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import aiohttp
@@ -63,6 +64,7 @@ class Upstream:
     connect_timeout: float
     total_timeout: float
     pool_size: int
+    ssl: ssl.SSLContext | None = None  # https:// upstreams: the context that verifies them
 
 
 def connection_listed(headers: Mapping[str, str]) -> set[str]:
@@ -147,13 +149,24 @@ class ForwardStage:
     async def start(self) -> None:
         for up in self._upstreams.values():
             connector = aiohttp.TCPConnector(
-                limit=up.pool_size, keepalive_timeout=30, ttl_dns_cache=300
+                limit=up.pool_size,
+                keepalive_timeout=30,
+                ttl_dns_cache=300,
+                ssl=up.ssl if up.ssl is not None else True,
             )
             self._sessions[up.name] = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+            )
+
+    def retime(self, timeouts: Mapping[str, tuple[float, float]]) -> None:
+        """New (connect, total) timeouts per upstream name, kept on the pooled connections
+        (a config reload); the next request uses them."""
+        for name, (connect, total) in timeouts.items():
+            self._upstreams[name] = dataclasses.replace(
+                self._upstreams[name], connect_timeout=connect, total_timeout=total
             )
 
     async def close(self) -> None:

@@ -1,0 +1,95 @@
+"""The verified client certificate of a TLS connection (mTLS), read once per connection, and
+the RFC 8705 check that a certificate-bound token is used with its own certificate."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import weakref
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from gateway.identity.principal import Principal
+from gateway.identity.verifier import refusal
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientCert:
+    subject: str  # RFC 4514, most specific first: "CN=etl-01,O=Tax Bureau,C=CN"
+    thumbprint: str  # RFC 8705 x5t#S256: base64url(SHA-256(DER)), no padding
+
+
+def client_cert(der: bytes) -> ClientCert:
+    subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+    return ClientCert(subject, digest)
+
+
+_NONE = ClientCert("", "")  # cached for connections without a certificate
+
+
+class ClientCerts:
+    """The verified client certificate of each connection, parsed on the connection's first
+    request and remembered until the connection is gone.
+
+    Used only on listeners that ask for client certificates (`tls.client_auth` optional or
+    required): there the TLS handshake has verified any certificate presented against
+    `client_ca_file`, and renegotiation is off, so it cannot change within the connection.
+    Nothing here reads a header.
+    """
+
+    def __init__(self, require_bound_tokens: bool = False) -> None:
+        self.require_bound_tokens = require_bound_tokens
+        self._seen: weakref.WeakKeyDictionary[Any, ClientCert] = weakref.WeakKeyDictionary()
+
+    def of(self, request: web.BaseRequest) -> ClientCert | None:
+        transport = request.transport
+        if transport is None:
+            return None
+        cert = self._seen.get(transport)
+        if cert is None:
+            cert = self._read(transport)
+            self._seen[transport] = cert
+        return cert if cert is not _NONE else None
+
+    @staticmethod
+    def _read(transport: Any) -> ClientCert:
+        # `peercert` is empty unless the handshake verified the certificate.
+        if not transport.get_extra_info("peercert"):
+            return _NONE
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return client_cert(der) if der else _NONE
+
+
+def bind(
+    principal: Principal, cert: ClientCert | None, require_bound: bool, realm: str
+) -> Principal:
+    """The principal with the connection's certificate subject, after the RFC 8705 check: a
+    token bound to a certificate (`cnf.x5t#S256`) is refused on any other connection."""
+    bound = principal.cert_thumbprint
+    if bound is not None:
+        if cert is None:
+            raise refusal(
+                "certificate_required",
+                "the token is bound to a client certificate; present it",
+                realm,
+            )
+        if cert.thumbprint != bound:
+            raise refusal(
+                "certificate_mismatch",
+                "the token is bound to another client certificate",
+                realm,
+            )
+    elif require_bound:
+        raise refusal(
+            "unbound_token",
+            "this listener accepts only tokens bound to the client certificate (cnf.x5t#S256)",
+            realm,
+        )
+    if cert is None:
+        return principal
+    return dataclasses.replace(principal, cert_subject=cert.subject)
