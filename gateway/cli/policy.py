@@ -186,9 +186,10 @@ def _explain(args: argparse.Namespace, load_config: LoadConfig) -> int:
     print(f"reason:   {decision.reason}")
     print(f"rule:     {f'{decision.rule.where}  {decision.rule.text}' if decision.rule else '-'}")
     print(f"grant:    {decision.grant_id or '-'} ({len(grants)} grant(s) on {dataset.id} checked)")
+    cert = f", certificate {principal.cert_subject}" if principal.cert_subject else ""
     print(
         f"request:  {principal.subject} ({principal.department}, clearance "
-        f"{principal.clearance}) {action} {dataset.id} (level {dataset.level}, "
+        f"{principal.clearance}{cert}) {action} {dataset.id} (level {dataset.level}, "
         f"{dataset.sharing}), purpose {purpose or '-'}"
     )
     print(f"policy:   {bundle.version} ({cfg.dir})")
