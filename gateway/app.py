@@ -54,6 +54,9 @@ from gateway.stages.suspension import SuspensionStage
 from gateway.state import StateBackend, open_backend
 from gateway.tls import listener_context, upstream_context
 
+# After the listeners have closed, how long requests cut at shutdown get to write their record.
+RECORD_GRACE = 5.0
+
 
 class ListenError(Exception):
     """A listener could not bind its address (e.g. the port is in use)."""
@@ -213,6 +216,7 @@ class Gateway:
             else None
         )
         self._reloading = asyncio.Lock()
+        self._in_flight = 0  # data requests being handled, on any pipeline
         self.config_loaded_at = clock()
         self.pipeline = self._pipeline()
         self._policy_swapped(self.policy.current)
@@ -250,7 +254,11 @@ class Gateway:
         )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        return await self.pipeline.handle(request)
+        self._in_flight += 1
+        try:
+            return await self.pipeline.handle(request)
+        finally:
+            self._in_flight -= 1
 
     # --- checks and callbacks -------------------------------------------------------------
 
@@ -555,6 +563,13 @@ class Gateway:
         await asyncio.gather(
             *(listener.runner.cleanup() for listener in self.listeners if listener.runner)
         )
+        # Requests cut at the deadline record themselves as they unwind: wait for that
+        # before the audit log and the incidents are flushed and closed.
+        deadline = time.monotonic() + RECORD_GRACE
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._in_flight:
+            self.log.error("shutdown_requests_unrecorded", requests=self._in_flight)
         await self.forward.close()
         if self.detector is not None:
             await self.detector.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -122,6 +123,11 @@ class Pipeline:
             response = self._refuse(
                 ctx, GatewayError("unavailable", "the state backend is unavailable; refusing")
             )
+        except asyncio.CancelledError:
+            # Only a shutdown cancels a request (one still running after
+            # server.shutdown_timeout): it is cut, and recorded as cut.
+            ctx.error, ctx.reason = "unavailable", "shutdown"
+            raise
         except Exception:
             self._log.exception("stage_failed", request_id=ctx.request_id)
             response = self._refuse(
