@@ -25,7 +25,7 @@ from gateway.clientip import client_ip_resolver
 from gateway.config import Config, load_config
 from gateway.context import RequestContext
 from gateway.errors import ConfigError, GatewayError, StateUnavailable
-from gateway.identity.clientcert import ClientCerts, bind
+from gateway.identity.clientcert import ClientCerts, for_connection
 from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
@@ -225,7 +225,7 @@ class Gateway:
         """The stages wired from the config in force; a config reload builds a new one, and
         requests already running finish on the one they started with."""
         config = self.config
-        self.record = RecordStage(
+        record = RecordStage(
             self.metrics,
             policy_version=lambda: self.policy.current.version,
             audit=self.audit,
@@ -247,7 +247,7 @@ class Gateway:
             ),
             forward=self.forward,
             mask=self.mask,
-            record=self.record,
+            record=record,
             client_ip=client_ip_resolver(config.server.trusted_proxies),
             clock=self.clock,
             on_unmaskable=self._unmaskable,
@@ -392,15 +392,7 @@ class Gateway:
 
     async def _admin_principal(self, request: web.Request) -> Any:
         principal = await self.verifier.authenticate(request.headers.get("Authorization"))
-        certs = self.admin_certs
-        if certs is not None or principal.cert_thumbprint is not None:
-            principal = bind(
-                principal,
-                certs.of(request) if certs is not None else None,
-                certs is not None and certs.require_bound_tokens,
-                self.verifier.realm,
-            )
-        return principal
+        return for_connection(principal, self.admin_certs, request, self.verifier.realm)
 
     def admin(self) -> web.Application:
         return admin_app(
@@ -536,7 +528,6 @@ class Gateway:
                 {n: (u.connect_timeout, u.total_timeout) for n, u in adopted.upstreams.items()}
             )
         self.pipeline = self._pipeline()
-        self.decider.clear()
         self.config_loaded_at = self.clock()
         if verifier is not old_verifier:
             await old_verifier.close()

@@ -65,11 +65,22 @@ class ClientCerts:
         return client_cert(der) if der else _NONE
 
 
+def for_connection(
+    principal: Principal, certs: ClientCerts | None, request: web.BaseRequest, realm: str
+) -> Principal:
+    """The principal as this connection presents it: with its verified certificate's subject
+    (on a listener with `certs`), after the RFC 8705 check that a token bound to a
+    certificate (`cnf.x5t#S256`) comes with that certificate."""
+    if certs is None and principal.cert_thumbprint is None:
+        return principal
+    cert = certs.of(request) if certs is not None else None
+    return bind(principal, cert, certs is not None and certs.require_bound_tokens, realm)
+
+
 def bind(
     principal: Principal, cert: ClientCert | None, require_bound: bool, realm: str
 ) -> Principal:
-    """The principal with the connection's certificate subject, after the RFC 8705 check: a
-    token bound to a certificate (`cnf.x5t#S256`) is refused on any other connection."""
+    """The principal with `cert`'s subject, or a 401 when the token's binding says no."""
     bound = principal.cert_thumbprint
     if bound is not None:
         if cert is None:

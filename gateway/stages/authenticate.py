@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.identity.clientcert import ClientCerts, bind
+from gateway.identity.clientcert import ClientCerts, for_connection
 from gateway.identity.purpose import declared_purpose
 from gateway.identity.verifier import Verifier, refusal
 
@@ -40,14 +40,8 @@ class AuthenticateStage:
                 self._verifier.realm,
             )
         principal = await self._verifier.authenticate(authorization[0] if authorization else None)
-        if self._certs is not None or principal.cert_thumbprint is not None:
-            certs = self._certs
-            principal = bind(
-                principal,
-                certs.of(ctx.request) if certs is not None else None,
-                certs is not None and certs.require_bound_tokens,
-                self._verifier.realm,
-            )
+        if self._certs is not None or principal.cert_thumbprint is not None:  # else: no TLS
+            principal = for_connection(principal, self._certs, ctx.request, self._verifier.realm)
         purposes = headers.getall(self._purpose_header, [])
         if len(purposes) > 1:
             raise GatewayError(
