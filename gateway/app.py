@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +122,10 @@ async def start_listener(
     listener.bound_port = sockets[0].getsockname()[1] if sockets else listener.port
 
 
-def data_app(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+def data_app(pipeline: Pipeline) -> web.Application:
     app = web.Application(client_max_size=0)
     # One catch-all route: the route stage, not aiohttp's router, decides what is served.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", pipeline.handle)
     return app
 
 
@@ -216,14 +216,12 @@ class Gateway:
             else None
         )
         self._reloading = asyncio.Lock()
-        self._in_flight = 0  # data requests being handled, on any pipeline
         self.config_loaded_at = clock()
         self.pipeline = self._pipeline()
         self._policy_swapped(self.policy.current)
 
     def _pipeline(self) -> Pipeline:
-        """The stages wired from the config in force; a config reload builds a new one, and
-        requests already running finish on the one they started with."""
+        """The stages wired from the config in force (a config reload rewires with them)."""
         config = self.config
         record = RecordStage(
             self.metrics,
@@ -252,13 +250,6 @@ class Gateway:
             clock=self.clock,
             on_unmaskable=self._unmaskable,
         )
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self._in_flight += 1
-        try:
-            return await self.pipeline.handle(request)
-        finally:
-            self._in_flight -= 1
 
     # --- checks and callbacks -------------------------------------------------------------
 
@@ -442,7 +433,7 @@ class Gateway:
         self.listeners = [
             Listener(
                 "data",
-                data_app(self._handle),
+                data_app(self.pipeline),
                 server.host,
                 server.port,
                 listener_context(server.tls, "server.tls") if server.tls else None,
@@ -527,7 +518,7 @@ class Gateway:
             self.forward.retime(
                 {n: (u.connect_timeout, u.total_timeout) for n, u in adopted.upstreams.items()}
             )
-        self.pipeline = self._pipeline()
+        self.pipeline.rewire(self._pipeline())
         self.config_loaded_at = self.clock()
         if verifier is not old_verifier:
             await old_verifier.close()
@@ -557,10 +548,10 @@ class Gateway:
         # Requests cut at the deadline record themselves as they unwind: wait for that
         # before the audit log and the incidents are flushed and closed.
         deadline = time.monotonic() + RECORD_GRACE
-        while self._in_flight and time.monotonic() < deadline:
+        while self.pipeline.running and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._in_flight:
-            self.log.error("shutdown_requests_unrecorded", requests=self._in_flight)
+        if self.pipeline.running:
+            self.log.error("shutdown_requests_unrecorded", requests=self.pipeline.running)
         await self.forward.close()
         if self.detector is not None:
             await self.detector.stop()
