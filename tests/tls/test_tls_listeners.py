@@ -171,6 +171,9 @@ async def test_the_verified_certificate_subject_reaches_policy_and_headers_do_no
         assert (status, body["reason"]) == (403, "default_deny")
         status, body = await call(gw, "/api/open/items.csv", colleague, token)
         assert (status, body["reason"]) == (403, "explicit_deny")
+        # The same subject from another CA does not get past the handshake, optional or not.
+        with pytest.raises(aiohttp.ClientError):
+            await call(gw, "/api/open/items.csv", client_context(pki.ca.file, pki.rogue), token)
         # A deny row on a certificate subject refuses only connections with that certificate.
         status, body = await call(gw, "/api/open/1", colleague, token)
         assert (status, body["reason"]) == (403, "explicit_deny")
