@@ -28,7 +28,16 @@ def client_cert(der: bytes) -> ClientCert:
     return ClientCert(subject, digest)
 
 
-_NONE = ClientCert("", "")  # cached for connections without a certificate
+class _Connection:
+    """What is known about one TLS connection: its certificate (None: it presented none), and
+    the last principal seen on it with that principal bound to the certificate."""
+
+    __slots__ = ("bound", "cert", "principal")
+
+    def __init__(self, cert: ClientCert | None) -> None:
+        self.cert = cert
+        self.principal: Principal | None = None
+        self.bound: Principal | None = None
 
 
 class ClientCerts:
@@ -43,26 +52,39 @@ class ClientCerts:
 
     def __init__(self, require_bound_tokens: bool = False) -> None:
         self.require_bound_tokens = require_bound_tokens
-        self._seen: weakref.WeakKeyDictionary[Any, ClientCert] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakKeyDictionary[Any, _Connection] = weakref.WeakKeyDictionary()
 
     def of(self, request: web.BaseRequest) -> ClientCert | None:
-        transport = request.transport
-        if transport is None:
-            return None
-        cert = self._seen.get(transport)
-        if cert is None:
-            cert = self._read(transport)
-            self._seen[transport] = cert
-        return cert if cert is not _NONE else None
+        return self._connection(request).cert
 
-    @staticmethod
-    def _read(transport: Any) -> ClientCert:
-        # `peercert` is empty unless the handshake verified the certificate.
-        if not transport.get_extra_info("peercert"):
-            return _NONE
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        return client_cert(der) if der else _NONE
+    def bind(self, principal: Principal, request: web.BaseRequest, realm: str) -> Principal:
+        """`principal` with this connection's certificate (see `bind`). The verified-token
+        cache hands out the same principal object for a token, so keep-alive requests with
+        one token reuse the bound principal instead of building it again."""
+        conn = self._connection(request)
+        if conn.principal is principal and conn.bound is not None:
+            return conn.bound
+        bound = bind(principal, conn.cert, self.require_bound_tokens, realm)
+        conn.principal, conn.bound = principal, bound
+        return bound
+
+    def _connection(self, request: web.BaseRequest) -> _Connection:
+        transport = request.transport
+        if transport is None:  # the connection is gone: nothing to vouch for the caller
+            return _Connection(None)
+        conn = self._seen.get(transport)
+        if conn is None:
+            conn = self._seen[transport] = _Connection(_read(transport))
+        return conn
+
+
+def _read(transport: Any) -> ClientCert | None:
+    # `peercert` is empty unless the handshake verified the certificate.
+    if not transport.get_extra_info("peercert"):
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return client_cert(der) if der else None
 
 
 def for_connection(
@@ -71,10 +93,11 @@ def for_connection(
     """The principal as this connection presents it: with its verified certificate's subject
     (on a listener with `certs`), after the RFC 8705 check that a token bound to a
     certificate (`cnf.x5t#S256`) comes with that certificate."""
-    if certs is None and principal.cert_thumbprint is None:
+    if certs is not None:
+        return certs.bind(principal, request, realm)
+    if principal.cert_thumbprint is None:
         return principal
-    cert = certs.of(request) if certs is not None else None
-    return bind(principal, cert, certs is not None and certs.require_bound_tokens, realm)
+    return bind(principal, None, False, realm)
 
 
 def bind(

@@ -271,3 +271,35 @@ async def test_the_admin_listener_can_require_client_certificates(
         async with gw.session.get(gw.admin_url + "/incidents", ssl=context, headers=headers) as r:
             assert r.status == 401
             assert (await r.json())["reason"] == "certificate_mismatch"
+
+
+async def test_one_keep_alive_connection_binds_each_token_on_its_own(
+    tmp_path: Path, pki: PKI, upstream: RecordsUpstream
+) -> None:
+    config = tls_config(tmp_path, upstream.url, server=mtls(pki, "optional"))
+    context = client_context(pki.ca.file, pki.client)
+    opened: list[object] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_connection(*_: object) -> None:
+        opened.append(_)
+
+    trace.on_connection_create_end.append(on_connection)
+    async with running_gateway(config) as gw:
+        ours = gw.token(sub="etl", cert_thumbprint=pki.client.thumbprint)
+        theirs = gw.token(sub="etl-2", cert_thumbprint=pki.colleague.thumbprint)
+        plain = gw.token(sub="analyst")
+        connector = aiohttp.TCPConnector(limit=1)  # every request on the one connection
+        async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as session:
+            statuses = []
+            for token in (ours, theirs, ours, plain, theirs):
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.get(
+                    gw.url + "/api/open/1", ssl=context, headers=headers
+                ) as resp:
+                    await resp.read()
+                    statuses.append(resp.status)
+    assert statuses == [200, 401, 200, 200, 401]
+    assert len(opened) == 1, "all on one connection"
+    accepted = [(e["principal"], e["cert_subject"]) for e in audit_events(gw) if e["status"] == 200]
+    assert accepted == [("etl", pki.client.subject)] * 2 + [("analyst", pki.client.subject)]
