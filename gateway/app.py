@@ -52,7 +52,7 @@ from gateway.stages.record import RecordStage, iso
 from gateway.stages.route import RouteStage
 from gateway.stages.suspension import SuspensionStage
 from gateway.state import StateBackend, open_backend
-from gateway.tls import listener_context, upstream_context
+from gateway.tls import ListenerTLSConfig, listener_context, upstream_context
 
 # After the listeners have closed, how long requests cut at shutdown get to write their record.
 RECORD_GRACE = 5.0
@@ -120,6 +120,13 @@ async def start_listener(
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     listener.bound_port = sockets[0].getsockname()[1] if sockets else listener.port
+
+
+def client_certs_for(tls: ListenerTLSConfig | None) -> ClientCerts | None:
+    """Client certificates are read only on a listener that asks for them."""
+    if tls is None or not tls.asks_for_client_certs:
+        return None
+    return ClientCerts(tls.require_bound_tokens)
 
 
 def data_app(pipeline: Pipeline) -> web.Application:
@@ -204,17 +211,8 @@ class Gateway:
             request_max_bytes=config.server.request_max_bytes,
             strip_headers=IDENTITY_HEADERS,
         )
-        # Client certificates are read only where the data listener asks for them.
-        tls = config.server.tls
-        self.client_certs = (
-            ClientCerts(tls.require_bound_tokens) if tls is not None and tls.client_certs else None
-        )
-        admin_tls = config.admin.tls
-        self.admin_certs = (
-            ClientCerts(admin_tls.require_bound_tokens)
-            if admin_tls is not None and admin_tls.client_certs
-            else None
-        )
+        self.client_certs = client_certs_for(config.server.tls)
+        self.admin_certs = client_certs_for(config.admin.tls)
         self._reloading = asyncio.Lock()
         self.config_loaded_at = clock()
         self.pipeline = self._pipeline()

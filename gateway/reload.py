@@ -89,7 +89,7 @@ def adopt(running: Config, new: Config, keys: tuple[Key, ...]) -> Config:
     out: Any = running
     for key in keys:
         out = _replace(out, new, key)
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def _replace(obj: Any, new: Any, key: Key) -> Any:

@@ -54,7 +54,7 @@ class ListenerTLSConfig:
             )
 
     @property
-    def client_certs(self) -> bool:
+    def asks_for_client_certs(self) -> bool:
         return self.client_auth != "none"
 
 
