@@ -40,7 +40,8 @@ class AuthenticateStage:
                 self._verifier.realm,
             )
         principal = await self._verifier.authenticate(authorization[0] if authorization else None)
-        if self._certs is not None or principal.cert_thumbprint is not None:  # else: no TLS
+        # Without client certificates here and with an unbound token there is nothing to check.
+        if self._certs is not None or principal.cert_thumbprint is not None:
             principal = for_connection(principal, self._certs, ctx.request, self._verifier.realm)
         purposes = headers.getall(self._purpose_header, [])
         if len(purposes) > 1:
