@@ -101,6 +101,15 @@ class Detector:
         default = model.default_hourly if model else [config.default_hourly] * 48
         self._default_hourly = list(default)
 
+    def reconfigure(self, config: DetectionConfig) -> None:
+        """New thresholds, severities and calendar (a config reload); the behaviour state of
+        every principal, IP and token is kept. The model and `enabled` need a restart."""
+        self.config = config
+        self.calendar = Calendar(config.working_hours)
+        self.rules = Rules(config)
+        if self.model is None:
+            self._default_hourly = [config.default_hourly] * 48
+
     # -- state ---------------------------------------------------------------------------
 
     def _principal(self, name: str) -> PrincipalState:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from detectors import Detector, ModelResult, load_configured_model
 from gateway import logs
+from gateway import reload as config_reload
 from gateway.admin import dashboard
 from gateway.admin.app import admin_app
 from gateway.admin.stats import DashboardStats
@@ -19,14 +22,15 @@ from gateway.audit.writer import AuditWriter
 from gateway.breaker import admin as breaker_admin
 from gateway.breaker.store import Breakers
 from gateway.clientip import client_ip_resolver
-from gateway.config import Config
+from gateway.config import Config, load_config
 from gateway.context import RequestContext
 from gateway.errors import ConfigError, GatewayError, StateUnavailable
+from gateway.identity.clientcert import ClientCerts, for_connection
 from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
 from gateway.incidents import admin as incident_admin
-from gateway.incidents.findings import policy_rejected, unmaskable_response
+from gateway.incidents.findings import config_rejected, policy_rejected, unmaskable_response
 from gateway.incidents.responder import Responder
 from gateway.incidents.service import Incidents
 from gateway.incidents.sinks import build_sinks
@@ -48,6 +52,10 @@ from gateway.stages.record import RecordStage, iso
 from gateway.stages.route import RouteStage
 from gateway.stages.suspension import SuspensionStage
 from gateway.state import StateBackend, open_backend
+from gateway.tls import ListenerTLSConfig, listener_context, upstream_context
+
+# After the listeners have closed, how long requests cut at shutdown get to write their record.
+RECORD_GRACE = 5.0
 
 
 class ListenError(Exception):
@@ -60,26 +68,49 @@ class Listener:
     app: web.Application | web.Server
     host: str
     port: int
+    ssl: ssl.SSLContext | None = None
     runner: web.BaseRunner | None = None
     bound_port: int | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl is not None else "http"
 
 
 def upstreams_from(config: Config) -> dict[str, Upstream]:
     return {
-        name: Upstream(name, u.url, u.connect_timeout, u.total_timeout, u.pool_size)
+        name: Upstream(
+            name,
+            u.url,
+            u.connect_timeout,
+            u.total_timeout,
+            u.pool_size,
+            upstream_context(u.tls, f"upstreams.{name}.tls")
+            if u.url.startswith("https://")
+            else None,
+        )
         for name, u in config.upstreams.items()
     }
 
 
-async def start_listener(listener: Listener, *, reuse_port: bool, **server_args: Any) -> None:
+async def start_listener(
+    listener: Listener, *, reuse_port: bool, shutdown_timeout: float, **server_args: Any
+) -> None:
     runner: web.BaseRunner
     if isinstance(listener.app, web.Application):
-        runner = web.AppRunner(listener.app, access_log=None, **server_args)
-    else:
-        runner = web.ServerRunner(listener.app)
+        runner = web.AppRunner(
+            listener.app, access_log=None, shutdown_timeout=shutdown_timeout, **server_args
+        )
+    else:  # the low-level server was built with its arguments
+        runner = web.ServerRunner(listener.app, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(
-        runner, listener.host, listener.port, reuse_address=True, reuse_port=reuse_port or None
+        runner,
+        listener.host,
+        listener.port,
+        ssl_context=listener.ssl,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
     )
     try:
         await site.start()
@@ -93,6 +124,13 @@ async def start_listener(listener: Listener, *, reuse_port: bool, **server_args:
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     listener.bound_port = sockets[0].getsockname()[1] if sockets else listener.port
+
+
+def client_certs_for(tls: ListenerTLSConfig | None) -> ClientCerts | None:
+    """Client certificates are read only on a listener that asks for them."""
+    if tls is None or not tls.asks_for_client_certs:
+        return None
+    return ClientCerts(tls.require_bound_tokens)
 
 
 def data_server(pipeline: Pipeline, **server_args: Any) -> web.Server:
@@ -114,6 +152,7 @@ class Gateway:
     ) -> None:
         self.config = config
         self.clock = clock
+        self.worker = worker
         self.metrics = Metrics()
         self.log = get_logger("datagate")
         self.started = False
@@ -176,7 +215,17 @@ class Gateway:
             request_max_bytes=config.server.request_max_bytes,
             strip_headers=IDENTITY_HEADERS,
         )
-        self.record = RecordStage(
+        self.client_certs = client_certs_for(config.server.tls)
+        self.admin_certs = client_certs_for(config.admin.tls)
+        self._reloading = asyncio.Lock()
+        self.config_loaded_at = clock()
+        self.pipeline = self._pipeline()
+        self._policy_swapped(self.policy.current)
+
+    def _pipeline(self) -> Pipeline:
+        """The stages wired from the config in force (a config reload rewires with them)."""
+        config = self.config
+        record = RecordStage(
             self.metrics,
             policy_version=lambda: self.policy.current.version,
             audit=self.audit,
@@ -185,9 +234,9 @@ class Gateway:
             outcomes=self.responder,
             log_requests=config.server.access_log,
         )
-        self.pipeline = Pipeline(
+        return Pipeline(
             route=RouteStage(lambda: self.policy.current.catalog, config.server.max_path_length),
-            authenticate=AuthenticateStage(self.verifier),
+            authenticate=AuthenticateStage(self.verifier, client_certs=self.client_certs),
             suspension=self.suspension,
             authorise=AuthoriseStage(self.decider),
             observe=ObserveStage(
@@ -198,12 +247,11 @@ class Gateway:
             ),
             forward=self.forward,
             mask=self.mask,
-            record=self.record,
+            record=record,
             client_ip=client_ip_resolver(config.server.trusted_proxies),
-            clock=clock,
+            clock=self.clock,
             on_unmaskable=self._unmaskable,
         )
-        self._policy_swapped(self.policy.current)
 
     # --- checks and callbacks -------------------------------------------------------------
 
@@ -268,6 +316,17 @@ class Gateway:
         self.metrics.policy_info.clear()
         self.metrics.policy_info.labels(bundle.version).set(bundle.loaded_at)
 
+    async def _config_rejected(self, path: Path, message: str) -> None:
+        self.log.error("config_rejected", path=str(path), error=message, worker=self.worker)
+        await self.incidents.raise_detection(
+            config_rejected(message),
+            client_ip=None,
+            path=str(path),
+            request_id=None,
+            department=None,
+            level=None,
+        )
+
     async def _policy_rejected(self, message: str) -> None:
         self.log.error("policy_rejected_alert", message=message)
         await self.incidents.raise_detection(
@@ -320,11 +379,13 @@ class Gateway:
             "checks": checks,
             "policy_version": bundle.version,
             "policy_loaded_at": iso(bundle.loaded_at),
+            "config_loaded_at": iso(self.config_loaded_at),
             "state": self.state.name,
         }
 
     async def _admin_principal(self, request: web.Request) -> Any:
-        return await self.verifier.authenticate(request.headers.get("Authorization"))
+        principal = await self.verifier.authenticate(request.headers.get("Authorization"))
+        return for_connection(principal, self.admin_certs, request, self.verifier.realm)
 
     def admin(self) -> web.Application:
         return admin_app(
@@ -360,16 +421,40 @@ class Gateway:
         await self.incidents.start()
         if self.detector is not None:
             self.detector.start()
+        for name, upstream in self.config.upstreams.items():
+            if upstream.tls is not None and not upstream.tls.verify:
+                self.log.warning(
+                    "upstream_tls_unverified",
+                    upstream=name,
+                    url=upstream.url,
+                    detail="verify: false: the upstream's certificate and host name are not "
+                    "checked; anyone on the path can read and change its data",
+                )
         await self.forward.start()
         server, admin = self.config.server, self.config.admin
         self.listeners = [
             Listener(
-                "data", data_server(self.pipeline, **self.server_args()), server.host, server.port
+                "data",
+                data_server(self.pipeline, **self.server_args()),
+                server.host,
+                server.port,
+                listener_context(server.tls, "server.tls") if server.tls else None,
             ),
-            Listener("admin", self.admin(), admin.host, admin.port),
+            Listener(
+                "admin",
+                self.admin(),
+                admin.host,
+                admin.port,
+                listener_context(admin.tls, "admin.tls") if admin.tls else None,
+            ),
         ]
         for listener in self.listeners:
-            await start_listener(listener, reuse_port=reuse_port, **self.server_args())
+            await start_listener(
+                listener,
+                reuse_port=reuse_port,
+                shutdown_timeout=server.shutdown_timeout,
+                **self.server_args(),
+            )
         self.started = True
         self._log_flusher = asyncio.create_task(self._flush_logs(), name="log-flush")
         self.log.info("started", urls=self.urls(), policy_version=self.policy.current.version)
@@ -378,12 +463,74 @@ class Gateway:
         data, admin = self.listeners
         host = lambda h: "127.0.0.1" if h in ("0.0.0.0", "::", "") else h  # noqa: E731
         return (
-            f"http://{host(data.host)}:{data.bound_port}",
-            f"http://{host(admin.host)}:{admin.bound_port}",
+            f"{data.scheme}://{host(data.host)}:{data.bound_port}",
+            f"{admin.scheme}://{host(admin.host)}:{admin.bound_port}",
         )
 
-    async def reload(self) -> None:
-        await self.policy.reload(trigger="signal")
+    async def reload(self, config_path: Path | None = None) -> None:
+        """SIGHUP: re-read the config file (when the gateway runs from one), then the policy."""
+        async with self._reloading:
+            if config_path is not None:
+                await self.reload_config(config_path)
+            await self.policy.reload(trigger="signal")
+
+    async def reload_config(self, path: Path) -> bool:
+        """Validate the file and apply what can change live; an invalid file keeps the
+        running config (an error and a low-severity incident). Keys that need a restart are
+        named in a warning and keep their running values."""
+        running = self.config
+        try:
+            new = await asyncio.to_thread(load_config, path)
+            plan = config_reload.plan(running, new)
+            adopted = config_reload.adopt(running, new, plan.live)
+            sections = plan.sections()
+            # Everything that can refuse the new config is built before anything is swapped.
+            mask = MaskStage(adopted.masking) if "masking" in sections else self.mask
+            if mask is not self.mask:
+                mask.check(self.policy.current.catalog.datasets.values())
+            verifier = (
+                Verifier(adopted.identity, self.revocations, clock=self.clock)
+                if "identity" in sections
+                else self.verifier
+            )
+        except ConfigError as exc:
+            await self._config_rejected(path, str(exc))
+            return False
+        if plan.restart:
+            self.log.warning(
+                "config_restart_required",
+                path=str(path),
+                keys=[config_reload.dotted(k) for k in plan.restart],
+                worker=self.worker,
+            )
+        if not plan.live:
+            return True
+        old_verifier = self.verifier
+        if verifier is not old_verifier:
+            await verifier.start()
+        self.config = adopted
+        self.mask = mask
+        self.verifier = verifier
+        if self.detector is not None and "detection" in sections:
+            self.detector.reconfigure(adopted.detection)
+        if "breaker" in sections:
+            self.breakers.config = self.responder.config = adopted.breaker
+            self.suspension.config = adopted.breaker
+        if "upstreams" in sections:
+            self.forward.retime(
+                {n: (u.connect_timeout, u.total_timeout) for n, u in adopted.upstreams.items()}
+            )
+        self.pipeline.rewire(self._pipeline())
+        self.config_loaded_at = self.clock()
+        if verifier is not old_verifier:
+            await old_verifier.close()
+        self.log.info(
+            "config_reloaded",
+            path=str(path),
+            keys=[config_reload.dotted(k) for k in plan.live],
+            worker=self.worker,
+        )
+        return True
 
     async def _flush_logs(self) -> None:
         while True:
@@ -391,13 +538,22 @@ class Gateway:
             logs.flush()
 
     async def stop(self) -> None:
+        """Stop accepting on both listeners at once, give in-flight requests up to
+        `server.shutdown_timeout` to finish, then flush and close everything behind them."""
         self.started = False
         if self._log_flusher is not None:
             self._log_flusher.cancel()
             await asyncio.gather(self._log_flusher, return_exceptions=True)
-        for listener in reversed(self.listeners):
-            if listener.runner is not None:
-                await listener.runner.cleanup()
+        await asyncio.gather(
+            *(listener.runner.cleanup() for listener in self.listeners if listener.runner)
+        )
+        # Requests cut at the deadline record themselves as they unwind: wait for that
+        # before the audit log and the incidents are flushed and closed.
+        deadline = time.monotonic() + RECORD_GRACE
+        while self.pipeline.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.pipeline.running:
+            self.log.error("shutdown_requests_unrecorded", requests=self.pipeline.running)
         await self.forward.close()
         if self.detector is not None:
             await self.detector.stop()

@@ -23,6 +23,7 @@ from gateway.incidents.config import IncidentsConfig
 from gateway.limits import LimitsConfig
 from gateway.masking.config import MaskingConfig
 from gateway.policy.config import PolicyConfig
+from gateway.tls import ListenerTLSConfig, UpstreamTLSConfig, check_files
 
 ENV_PREFIX = "DATAGATE_"
 
@@ -36,8 +37,10 @@ class ServerConfig:
     max_header_bytes: int = field(16384, min=1024, max=1048576)
     # Peers whose X-Forwarded-For is believed (load balancers); everyone else is the client.
     trusted_proxies: list[str] = field([])
-    shutdown_timeout: float = field(10.0, min=0)
+    # SIGTERM: stop accepting, give in-flight requests this long to finish, then cut them.
+    shutdown_timeout: float = field(10.0, min=0.1, max=3600.0)
     access_log: bool = True
+    tls: ListenerTLSConfig | None = None
 
     def validate(self, path: str) -> None:
         for i, net in enumerate(self.trusted_proxies):
@@ -54,6 +57,7 @@ class AdminConfig:
     host: str = "127.0.0.1"
     port: int = field(9090, min=0, max=65535)
     roles: list[str] = field(["soc", "security-officer"], nonempty=True)
+    tls: ListenerTLSConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,10 +66,13 @@ class UpstreamConfig:
     connect_timeout: float = field(2.0, min=0.01)
     total_timeout: float = field(30.0, min=0.01)
     pool_size: int = field(100, min=1, max=10000)
+    tls: UpstreamTLSConfig | None = None  # https:// only; without it, the system's CAs
 
     def validate(self, path: str) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.url: must be an http:// or https:// URL, got {self.url!r}")
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ConfigError(f"{path}.tls: needs an https:// url, got {self.url!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,7 +126,9 @@ def parse_config(
         audit=resolve_paths(config.audit, data_dir),
         incidents=resolve_paths(config.incidents, data_dir),
     )
-    return resolve_paths(config, base_dir)
+    config = resolve_paths(config, base_dir)
+    check_files(config)
+    return config
 
 
 def resolve_paths(obj: Any, base_dir: Path) -> Any:

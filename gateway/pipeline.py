@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -101,6 +102,13 @@ class Pipeline:
         self._clock = clock
         self._on_unmaskable = on_unmaskable
         self._log = get_logger("datagate.pipeline")
+        self.running = 0  # requests between arrival and their record (shutdown waits for 0)
+
+    def rewire(self, new: Pipeline) -> None:
+        """Take the stages of `new`, built from a reloaded config, for the stages still to run:
+        the data listener keeps calling this pipeline's `handle`."""
+        self.checks, self.mask, self.record = new.checks, new.mask, new.record
+        self._client_ip = new._client_ip
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
@@ -112,6 +120,7 @@ class Pipeline:
             method=request.method,
         )
         response: web.StreamResponse
+        self.running += 1
         try:
             for stage in self.checks:
                 await stage(ctx)
@@ -122,13 +131,21 @@ class Pipeline:
             response = self._refuse(
                 ctx, GatewayError("unavailable", "the state backend is unavailable; refusing")
             )
+        except asyncio.CancelledError:
+            # Only a shutdown cancels a request (one still running after
+            # server.shutdown_timeout): it is cut, and recorded as cut.
+            ctx.error, ctx.reason = "unavailable", "shutdown"
+            raise
         except Exception:
             self._log.exception("stage_failed", request_id=ctx.request_id)
             response = self._refuse(
                 ctx, GatewayError("unavailable", "the gateway could not decide safely")
             )
         finally:
-            await self.record(ctx)
+            try:
+                await self.record(ctx)
+            finally:
+                self.running -= 1
         if not response.prepared and ctx.audit_seq is not None:
             response.headers["X-Audit-Seq"] = str(ctx.audit_seq)
         return response

@@ -486,6 +486,12 @@ class UpstreamPool:
             self._open.discard(conn)
             self._wake_one()
             raise UpstreamFailure("timeout", "connecting to the upstream timed out") from None
+        except ssl.SSLCertVerificationError as exc:
+            self._open.discard(conn)
+            self._wake_one()
+            raise UpstreamFailure(
+                "error", f"the upstream's certificate failed verification ({exc.verify_message})"
+            ) from None
         except (OSError, ssl.SSLError) as exc:
             self._open.discard(conn)
             self._wake_one()

@@ -17,7 +17,8 @@ def _worker(config_path: str, index: int) -> None:
     from gateway.cli.serve import _serve
     from gateway.config import load_config
 
-    asyncio.run(_serve(load_config(Path(config_path)), reuse_port=True, worker=index))
+    path = Path(config_path)
+    asyncio.run(_serve(load_config(path), config_path=path, reuse_port=True, worker=index))
 
 
 def _shared_signing_key(config_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     who.add_argument("--dept", help="principal department")
     who.add_argument("--clearance", type=int, choices=(1, 2, 3, 4), help="principal clearance")
     who.add_argument("--roles", default="", help="comma-separated roles")
+    who.add_argument(
+        "--cert-subject",
+        help="the client certificate's subject (RFC 4514), as with mTLS on the data listener",
+    )
     explain.add_argument("--purpose", help="declared purpose")
     explain.add_argument("--path", required=True, help="request path, e.g. /api/population/x")
     explain.add_argument("--method", default="GET", help="HTTP method (default GET)")
@@ -113,18 +118,32 @@ def _check(args: argparse.Namespace, load_config: LoadConfig) -> int:
 
 
 def _principal(args: argparse.Namespace, config: Any) -> Principal:
+    if args.cert_subject is not None:
+        from gateway.policy.rules import cert_subject_problem
+
+        problem = cert_subject_problem(args.cert_subject)
+        if problem:
+            raise CLIError(f"--cert-subject: {problem}")
     if args.token:
         if any(v is not None for v in (args.sub, args.dept, args.clearance)):
             raise CLIError("give --token or --sub/--dept/--clearance, not both")
         if config is None:
             raise CLIError("--token needs --config (its identity section verifies the token)")
-        return asyncio.run(_verify(config, args.token))
+        verified = asyncio.run(_verify(config, args.token))
+        return dataclasses.replace(verified, cert_subject=args.cert_subject)
     missing = [n for n in ("sub", "dept", "clearance") if getattr(args, n) is None]
     if missing:
         raise CLIError(f"give --token, or --{', --'.join(missing)}")
     roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
     purposes = frozenset([args.purpose]) if args.purpose else frozenset()
-    return Principal(args.sub, args.dept, args.clearance, roles, purposes=purposes)
+    return Principal(
+        args.sub,
+        args.dept,
+        args.clearance,
+        roles,
+        purposes=purposes,
+        cert_subject=args.cert_subject,
+    )
 
 
 async def _verify(config: Any, token: str) -> Principal:
@@ -167,9 +186,10 @@ def _explain(args: argparse.Namespace, load_config: LoadConfig) -> int:
     print(f"reason:   {decision.reason}")
     print(f"rule:     {f'{decision.rule.where}  {decision.rule.text}' if decision.rule else '-'}")
     print(f"grant:    {decision.grant_id or '-'} ({len(grants)} grant(s) on {dataset.id} checked)")
+    cert = f", certificate {principal.cert_subject}" if principal.cert_subject else ""
     print(
         f"request:  {principal.subject} ({principal.department}, clearance "
-        f"{principal.clearance}) {action} {dataset.id} (level {dataset.level}, "
+        f"{principal.clearance}{cert}) {action} {dataset.id} (level {dataset.level}, "
         f"{dataset.sharing}), purpose {purpose or '-'}"
     )
     print(f"policy:   {bundle.version} ({cfg.dir})")

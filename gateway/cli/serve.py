@@ -84,16 +84,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     else:
         config = parse_config(demo_config_data(args), base_dir=demo_config_path().parent)
-    asyncio.run(_serve(config, demo_upstream_port=args.upstream_port))
+    asyncio.run(_serve(config, config_path=args.config, demo_upstream_port=args.upstream_port))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Until the gateway's own handler is in place, a SIGHUP (a reload) must not end the
+    # process; workers started from here inherit this until they install theirs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = load_config(args.config)
     if args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     if args.workers == 1:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, config_path=args.config))
         return 0
     from gateway.workers import run_workers
 
@@ -103,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _serve(
     config: Config,
     *,
+    config_path: Path | None = None,
     demo_upstream_port: int | None = None,
     reuse_port: bool = False,
     worker: int | None = None,
@@ -126,16 +130,26 @@ async def _serve(
             ) from None
     gateway = Gateway(config, worker=worker)
     stopped = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        # SIGHUP: the config file (if the gateway runs from one) and the policy.
+        task = asyncio.ensure_future(gateway.reload(config_path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await gateway.start(reuse_port=reuse_port)
         if demo_upstream_port is not None:
             _print_demo_banner(gateway, demo_upstream_port)
         await stopped.wait()
     finally:
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
         await gateway.stop()
         if upstream is not None:
             await upstream.cleanup()

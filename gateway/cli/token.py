@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
@@ -33,6 +34,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--purposes", default="", help="comma-separated purposes X-Purpose may declare"
     )
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
+    parser.add_argument(
+        "--bind-cert",
+        default=None,
+        metavar="PEM",
+        help="bind the token to this client certificate (RFC 8705 cnf.x5t#S256)",
+    )
     parser.add_argument("--config", default=None, help="config file (default: the demo config)")
     parser.set_defaults(handler=_handle)
     return parser
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace, load_config: Callable[[str | None], Any]) -> i
     """
     try:
         cfg = load_config(args.config)
+        thumbprint = _thumbprint(args.bind_cert) if args.bind_cert else None
         token = mint_token(
             cfg.identity,
             sub=args.sub,
@@ -61,12 +69,28 @@ def run(args: argparse.Namespace, load_config: Callable[[str | None], Any]) -> i
             purpose=args.purpose,
             purposes=_split(args.purposes),
             ttl=args.ttl,
+            cert_thumbprint=thumbprint,
         )
     except (ConfigError, ValueError) as exc:
         print(f"datagate token: {exc}", file=sys.stderr)
         return 2
     print(token)
     return 0
+
+
+def _thumbprint(path: str) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gateway.identity.clientcert import client_cert
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except OSError as exc:
+        raise ValueError(f"--bind-cert: cannot read {path!r}: {exc.strerror}") from None
+    except ValueError:
+        raise ValueError(f"--bind-cert: {path!r} holds no PEM certificate") from None
+    return client_cert(cert.public_bytes(Encoding.DER)).thumbprint
 
 
 def _split(value: str) -> list[str]:

@@ -48,6 +48,9 @@ IDENTITY_HEADERS: tuple[str, ...] = (
     "x-jwt-claims",
     "x-ssl-client-dn",
     "x-ssl-client-s-dn",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
     "x-client-cert",
     "x-client-dn",
+    "x-forwarded-client-cert",
 )

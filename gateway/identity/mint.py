@@ -26,11 +26,13 @@ def mint_token(
     purposes: Iterable[str] = (),
     ttl: int = 3600,
     now: float | None = None,
+    cert_thumbprint: str | None = None,
 ) -> str:
     """A signed token for `sub` that this config's verifier accepts.
 
     Raises ConfigError when the config has no signing key, ValueError for a bad argument.
-    Claim names follow the signing issuer's claim mapping.
+    Claim names follow the signing issuer's claim mapping. `cert_thumbprint` binds the token
+    to a client certificate (RFC 8705 `cnf.x5t#S256`).
     """
     key = cfg.signing_key
     issuer = cfg.signing_issuer()
@@ -66,6 +68,8 @@ def mint_token(
         claims[names.purpose] = purpose
     if purpose_list:
         claims[names.purposes] = purpose_list
+    if cert_thumbprint is not None:
+        claims["cnf"] = {"x5t#S256": cert_thumbprint}
     headers = {"kid": key.kid} if key.kid else None
     return jwt.encode(claims, key.key.reveal(), algorithm=key.algorithm, headers=headers)
 

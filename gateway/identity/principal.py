@@ -17,4 +17,5 @@ class Principal:
     purposes: frozenset[str] = frozenset()  # purposes the token allows
     purpose: str | None = None  # the purpose declared for this token (claim)
     expires_at: float | None = None
-    cert_subject: str | None = None  # from a verified client certificate (mTLS)
+    cert_subject: str | None = None  # from the connection's verified client certificate (mTLS)
+    cert_thumbprint: str | None = None  # the token's cnf "x5t#S256" (RFC 8705 binding)

@@ -291,7 +291,20 @@ class Verifier:
             purposes=self._texts(claims, names.purposes),
             purpose=self._optional_text(claims, names.purpose),
             expires_at=float(claims["exp"]),
+            cert_thumbprint=self._confirmation(claims.get("cnf")),
         )
+
+    def _confirmation(self, cnf: Any) -> str | None:
+        """The certificate thumbprint a token is bound to (RFC 8705 `cnf.x5t#S256`). Other
+        confirmation methods (DPoP's `jkt`...) cannot be checked here: such tokens are refused."""
+        if cnf is None:
+            return None
+        thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+        if not isinstance(thumbprint, str) or not thumbprint:
+            self._refuse(
+                "bad_claims", "the token's cnf claim must hold an x5t#S256 certificate thumbprint"
+            )
+        return thumbprint
 
     def _required_text(self, claims: Mapping[str, Any], name: str) -> str:
         value = claims.get(name)

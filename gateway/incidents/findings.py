@@ -29,6 +29,15 @@ def policy_rejected(message: str) -> GatewayFinding:
     )
 
 
+def config_rejected(message: str) -> GatewayFinding:
+    return GatewayFinding(
+        rule="config_rejected",
+        title="A config reload was rejected; the running config stays in force",
+        severity=2,
+        evidence={"observed": {"error": message}, "baseline": {}},
+    )
+
+
 def unmaskable_response(dataset: str, reason: str, principal: str | None) -> GatewayFinding:
     return GatewayFinding(
         rule="unmaskable_response",

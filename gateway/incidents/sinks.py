@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import fcntl
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -113,7 +114,13 @@ class _Worker(abc.ABC):
 
 
 class FileSink(_Worker):
-    """JSON lines, rotated to `<path>.<n>` between whole lines; nothing is dropped or split."""
+    """JSON lines, rotated to `<path>.<n>` between whole lines; nothing is dropped or split.
+
+    Several processes may append to one file (`datagate run --workers N`): each batch is
+    checked against `max_bytes`, rotated and appended under an exclusive lock on the file's
+    folder, so lines from different processes never interleave, rotated files hold whole
+    lines only, and a shipper (Filebeat's ndjson parser) reads one file in write order.
+    """
 
     name = "file"
 
@@ -126,31 +133,51 @@ class FileSink(_Worker):
         await super().start()
 
     async def _deliver(self, batch: list[bytes]) -> None:
-        await asyncio.to_thread(self._write, batch)
+        written, error = await asyncio.to_thread(self._write, batch)
+        if error is not None:
+            del self._queue[:written]  # those are on disk: retry only the rest
+            raise error
 
-    def _write(self, batch: list[bytes]) -> None:
-        path, limit = self.config.path, self.config.max_bytes
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    def _write(self, batch: list[bytes]) -> tuple[int, OSError | None]:
+        """Append `batch`; the number of lines written, and the error that stopped it."""
+        written = 0
         try:
-            size = os.fstat(fd).st_size
-            chunk: list[bytes] = []
-            for line in batch:
-                if size > 0 and size + len(line) > limit:
-                    _write_all(fd, b"".join(chunk))
+            folder = os.open(self.config.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            return written, exc
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            path, limit = self.config.path, self.config.max_bytes
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                size = os.fstat(fd).st_size
+                chunk: list[bytes] = []
+                for line in batch:
+                    if size > 0 and size + len(line) > limit:
+                        _append(fd, chunk)
+                        written += len(chunk)
+                        chunk = []
+                        os.close(fd)
+                        fd = -1
+                        self._rotate()
+                        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                        size = os.fstat(fd).st_size
+                    chunk.append(line)
+                    size += len(line)
+                _append(fd, chunk)
+                written += len(chunk)
+            finally:
+                if fd >= 0:
                     os.close(fd)
-                    chunk = []
-                    self._rotate()
-                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-                    size = os.fstat(fd).st_size
-                chunk.append(line)
-                size += len(line)
-            _write_all(fd, b"".join(chunk))
+        except OSError as exc:
+            return written, exc
         finally:
-            os.close(fd)
+            os.close(folder)  # releases the lock
+        return written, None
 
     def _rotate(self) -> None:
-        # link + unlink, never replace: with several gateway processes on one file, a rotation
-        # can neither overwrite another's rotated file nor move a file twice.
+        # Under the folder lock; link + unlink, never replace, so a rotated file is never
+        # overwritten, even by a process that does not take the lock.
         path = self.config.path
         numbers = rotated_numbers(path)
         n = (numbers[-1] if numbers else 0) + 1
@@ -161,12 +188,25 @@ class FileSink(_Worker):
             except FileExistsError:
                 n += 1
             except FileNotFoundError:
-                return  # another process rotated it just now
+                return
         path.unlink(missing_ok=True)
         if self.config.keep:
             numbers = rotated_numbers(path)
             for old in numbers[: max(len(numbers) - self.config.keep, 0)]:
                 path.with_name(f"{path.name}.{old}").unlink(missing_ok=True)
+
+
+def _append(fd: int, lines: list[bytes]) -> None:
+    """Write whole lines or none: a failed write is cut back to where it started."""
+    if not lines:
+        return
+    start = os.fstat(fd).st_size
+    try:
+        _write_all(fd, b"".join(lines))
+    except OSError:
+        with contextlib.suppress(OSError):  # e.g. a device that cannot be truncated
+            os.ftruncate(fd, start)
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

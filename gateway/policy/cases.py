@@ -24,7 +24,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present:
 # A Monday, mid-morning: cases without a `time` are decided at this local time.
 DEFAULT_TIME = (2026, 1, 5, 10, 0)
 _CASE_KEYS = frozenset({"name", "principal", "request", "grants", "expect"})
-_PRINCIPAL_KEYS = frozenset({"sub", "dept", "clearance", "roles"})
+_PRINCIPAL_KEYS = frozenset({"sub", "dept", "clearance", "roles", "cert_subject"})
 _REQUEST_KEYS = frozenset({"method", "path", "purpose", "time"})
 _EXPECT_KEYS = frozenset({"decision", "reason", "rule_line", "mask_clearance"})
 _GRANT_KEYS = frozenset(
@@ -118,6 +118,9 @@ def _case(item: Any, where: str) -> Case:
     roles = p.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(x, str) for x in roles):
         raise ConfigError(f"{where}: principal.roles: expected a list of names")
+    cert_subject = p.get("cert_subject")
+    if cert_subject is not None and not isinstance(cert_subject, str):
+        raise ConfigError(f"{where}: principal.cert_subject: expected a string")
     if not isinstance(r.get("path"), str):
         raise ConfigError(f"{where}: request.path: is required")
     grants = item.get("grants", [])
@@ -129,7 +132,9 @@ def _case(item: Any, where: str) -> Case:
     return Case(
         name=str(item["name"]),
         where=where,
-        principal=Principal(p["sub"], p["dept"], clearance, frozenset(roles)),
+        principal=Principal(
+            p["sub"], p["dept"], clearance, frozenset(roles), cert_subject=cert_subject
+        ),
         method=str(r.get("method", "GET")),
         path=r["path"],
         purpose=r.get("purpose"),

@@ -52,7 +52,9 @@ def evaluate(
                 valid_until = min(valid_until, t)
 
     subject = Subject(
-        subject_names(principal.subject, principal.department, principal.roles),
+        subject_names(
+            principal.subject, principal.department, principal.roles, principal.cert_subject
+        ),
         principal.clearance,
     )
     env = Env(purpose, local.hour, local.weekday())

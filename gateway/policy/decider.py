@@ -14,8 +14,9 @@ from gateway.policy.decide import Evaluation, evaluate
 from gateway.policy.decision import Decision
 from gateway.policy.grants import Grant
 
-# subject, department, clearance, roles, purpose, dataset, action, policy and grants versions
-CacheKey = tuple[str, str, int, frozenset[str], str | None, str, str, str, int]
+# subject, department, clearance, roles, client certificate subject, purpose, dataset, action,
+# policy and grants versions
+CacheKey = tuple[str, str, int, frozenset[str], str | None, str | None, str, str, str, int]
 
 
 class GrantView(Protocol):
@@ -72,6 +73,7 @@ class Decider:
             principal.department,
             principal.clearance,
             principal.roles,
+            principal.cert_subject,
             purpose,
             dataset.id,
             action,

@@ -52,8 +52,14 @@ class Env:
         return f"Env(purpose={self.purpose!r}, hour={self.hour}, weekday={self.weekday})"
 
 
-def subject_names(subject: str, department: str, roles: Iterable[str]) -> frozenset[str]:
-    return frozenset([f"user:{subject}", f"dept:{department}", *(f"role:{r}" for r in roles)])
+def subject_names(
+    subject: str, department: str, roles: Iterable[str], cert_subject: str | None = None
+) -> frozenset[str]:
+    """The names a policy row's subject can match; `cert:` only from a verified certificate."""
+    names = [f"user:{subject}", f"dept:{department}", *(f"role:{r}" for r in roles)]
+    if cert_subject is not None:
+        names.append(f"cert:{cert_subject}")
+    return frozenset(names)
 
 
 def subject_match(sub: Subject, spec: str) -> bool:

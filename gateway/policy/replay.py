@@ -71,7 +71,14 @@ def _request(event: dict[str, Any], bundle: PolicyBundle) -> tuple[Principal, An
     if not isinstance(sub, str) or not isinstance(dept, str) or not isinstance(clearance, int):
         return None
     roles = event.get("roles") or []
-    principal = Principal(sub, dept, clearance, frozenset(str(r) for r in roles))
+    cert_subject = event.get("cert_subject")
+    principal = Principal(
+        sub,
+        dept,
+        clearance,
+        frozenset(str(r) for r in roles),
+        cert_subject=cert_subject if isinstance(cert_subject, str) else None,
+    )
     try:
         dataset, action = resolve(
             bundle.catalog, str(event.get("method", "GET")), str(event["path"])

@@ -8,6 +8,8 @@ import dataclasses
 import re
 from functools import lru_cache
 
+from cryptography import x509
+
 from gateway.errors import ConfigError
 from gateway.policy.decision import Rule
 
@@ -37,6 +39,7 @@ _SECTIONS = {
 _REQUEST_ATTRIBUTES = {"sub": ("clearance",), "env": ("purpose", "hour", "weekday")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 _SUBJECT = re.compile(r"^(user|dept|role):([A-Za-z0-9][A-Za-z0-9_.@-]*)$")
+CERT_PREFIX = "cert:"  # cert:<RFC 4514 subject of a verified client certificate>
 _HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
 
 
@@ -219,9 +222,14 @@ def parse_policy(text: str, source: str, model: ModelSpec) -> list[PolicyRow]:
 
 def _check_row(named: dict[str, str], rule: Rule, values: tuple[str, ...], where: str) -> PolicyRow:
     sub, dataset, act, eft = (named[c] for c in REQUIRED_COLUMNS)
-    if sub != "*" and not _SUBJECT.match(sub):
+    if sub.startswith(CERT_PREFIX):
+        problem = cert_subject_problem(sub[len(CERT_PREFIX) :])
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    elif sub != "*" and not _SUBJECT.match(sub):
         raise ConfigError(
-            f"{where}: subject must be user:ID, dept:NAME, role:NAME or '*', got {sub!r}"
+            f"{where}: subject must be user:ID, dept:NAME, role:NAME, cert:SUBJECT or '*', "
+            f"got {sub!r}"
         )
     if dataset != "*" and not _NAME.match(dataset):
         raise ConfigError(f"{where}: dataset must be a dataset id or '*', got {dataset!r}")
@@ -259,6 +267,23 @@ def _check_row(named: dict[str, str], rule: Rule, values: tuple[str, ...], where
         named["days"],
         named["clearance"],
     )
+
+
+def cert_subject_problem(subject: str) -> str | None:
+    """Why `subject` is not a certificate subject as the gateway writes it (RFC 4514, most
+    specific first, no spaces after commas: `CN=etl-01,O=Tax Bureau,C=CN`), or None."""
+    try:
+        canonical = x509.Name.from_rfc4514_string(subject).rfc4514_string()
+    except ValueError:
+        canonical = None
+    if canonical is None or not subject:
+        return (
+            "a certificate subject must be an RFC 4514 name like 'CN=etl-01,O=Tax Bureau' "
+            f"(as `openssl x509 -noout -subject -nameopt RFC2253` prints it), got {subject!r}"
+        )
+    if canonical != subject:
+        return f"the gateway writes the certificate subject {subject!r} as {canonical!r}; use that"
+    return None
 
 
 @lru_cache(maxsize=4096)

@@ -4,6 +4,7 @@ the answer back, through the mask stage's body transform when there is one."""
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from aiohttp import web
@@ -64,6 +65,7 @@ class Upstream:
     connect_timeout: float
     total_timeout: float
     pool_size: int
+    ssl: ssl.SSLContext | None = None  # https:// upstreams: the context that verifies them
 
 
 def connection_listed(headers: Mapping[str, str]) -> set[str]:
@@ -171,7 +173,16 @@ class ForwardStage:
 
     async def start(self) -> None:
         for up in self._upstreams.values():
-            self._pools[up.name] = UpstreamPool(up.name, up.url, up.pool_size)
+            self._pools[up.name] = UpstreamPool(up.name, up.url, up.pool_size, ssl_context=up.ssl)
+
+    def retime(self, timeouts: Mapping[str, tuple[float, float]]) -> None:
+        """New (connect, total) timeouts per upstream name, kept on the pooled connections
+        (a config reload); the next request uses them."""
+        for name, (connect, total) in timeouts.items():
+            self._upstreams[name] = dataclasses.replace(
+                self._upstreams[name], connect_timeout=connect, total_timeout=total
+            )
+            self._timeouts[name] = Timeouts(connect, total)
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -69,6 +69,7 @@ def access_event(
         "clearance": principal.clearance if principal else None,
         "roles": sorted(principal.roles) if principal else [],
         "token_id": principal.token_id if principal else None,
+        "cert_subject": principal.cert_subject if principal else None,
         "client_ip": ctx.client_ip,
         "user_agent": request.headers.get("User-Agent", ""),
         "method": ctx.method,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 import yaml
@@ -136,6 +137,32 @@ def wait_ready(gateways: list[GatewayProcess], timeout: float = READY_TIMEOUT) -
             pass
         if time.monotonic() > deadline:
             pytest.fail(f"{gw.name} not ready after {timeout:.0f} s:\n{gw.output()}")
+        time.sleep(0.1)
+
+
+def listening_workers(pid: int, port: int) -> list[psutil.Process]:
+    """The children of `pid` that listen on `port`."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            conns = child.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+            found.append(child)
+    return found
+
+
+def wait_for_workers(
+    proc: subprocess.Popen[bytes], ports: tuple[int, ...], log: Path, workers: int
+) -> None:
+    """Until `workers` children listen on every one of `ports` (each opens data, then admin)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while any(len(listening_workers(proc.pid, port)) < workers for port in ports):
+        if proc.poll() is not None:
+            pytest.fail(f"datagate exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{workers} workers not listening after {READY_TIMEOUT:.0f} s")
         time.sleep(0.1)
 
 

@@ -11,46 +11,22 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-import pytest
 import yaml
 
 from gateway.config import load_config
 from gateway.identity.mint import mint_token
 from tests.cluster.conftest import (
     DATAGATE,
-    READY_TIMEOUT,
     base_config,
+    listening_workers,
     process_env,
     start_process,
     stop_process,
+    wait_for_workers,
 )
 
 WORKERS = 2
 REQUESTS = 50
-
-
-def listening_workers(pid: int, port: int) -> list[psutil.Process]:
-    """The children of `pid` that listen on `port`."""
-    found = []
-    for child in psutil.Process(pid).children():
-        try:
-            conns = child.net_connections(kind="tcp")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
-            found.append(child)
-    return found
-
-
-def wait_for_workers(proc: subprocess.Popen[bytes], ports: tuple[int, ...], log: Path) -> None:
-    """Until every worker listens on every one of `ports` (each opens data, then admin)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while any(len(listening_workers(proc.pid, port)) < WORKERS for port in ports):
-        if proc.poll() is not None:
-            pytest.fail(f"datagate exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{WORKERS} workers not listening after {READY_TIMEOUT:.0f} s")
-        time.sleep(0.1)
 
 
 async def keep_requesting(
@@ -85,7 +61,7 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
     workers: list[psutil.Process] = []
     started = time.monotonic()
     try:
-        wait_for_workers(proc, (port, admin_port), log)
+        wait_for_workers(proc, (port, admin_port), log, WORKERS)
         ready_in = time.monotonic() - started
         workers = listening_workers(proc.pid, port)
         assert len(workers) == WORKERS  # the supervisor itself does not listen

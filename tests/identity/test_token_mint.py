@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import types
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,6 +16,7 @@ from gateway.identity.config import IdentityConfig
 from gateway.identity.mint import mint_token
 from gateway.identity.verifier import Verifier
 from tests.identity.helpers import NOW, SECRET, Clock, KeyPair, hs_issuer, identity_config
+from tests.tls.pki import make_pki
 
 
 @pytest.fixture
@@ -161,3 +163,39 @@ def test_cli_config_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> Non
     args = parse(["token", "--sub", "a", "--dept", "b", "--clearance", "1"])
     assert token_cli.run(args, broken) == 2
     assert capsys.readouterr().err == "datagate token: identity.issuers: is required\n"
+
+
+async def test_cli_binds_a_token_to_a_client_certificate(
+    cfg: IdentityConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pki = make_pki(tmp_path)
+    argv = ["token", "--sub", "etl", "--dept", "b", "--clearance", "1"]
+    args = parse([*argv, "--bind-cert", str(pki.client.cert)])
+    assert token_cli.run(args, lambda path: types.SimpleNamespace(identity=cfg)) == 0
+    token = capsys.readouterr().out.strip()
+    assert jwt.decode(token, options={"verify_signature": False})["cnf"] == {
+        "x5t#S256": pki.client.thumbprint
+    }
+    issued_at = jwt.decode(token, options={"verify_signature": False})["iat"]
+    principal = await Verifier(cfg, None, clock=Clock(issued_at)).verify(token)
+    assert principal.cert_thumbprint == pki.client.thumbprint
+    assert principal.cert_subject is None, "the subject comes from the connection only"
+
+
+@pytest.mark.parametrize(
+    "file, message",
+    [
+        ("missing.pem", "--bind-cert: cannot read '{path}': No such file or directory"),
+        ("garbage.pem", "--bind-cert: '{path}' holds no PEM certificate"),
+    ],
+)
+def test_cli_bind_cert_errors_are_one_line(
+    cfg: IdentityConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, message: str
+) -> None:
+    (tmp_path / "garbage.pem").write_text("junk")
+    path = tmp_path / file
+    args = parse(
+        ["token", "--sub", "a", "--dept", "b", "--clearance", "1", "--bind-cert", str(path)]
+    )
+    assert token_cli.run(args, lambda _: types.SimpleNamespace(identity=cfg)) == 2
+    assert capsys.readouterr().err == f"datagate token: {message.format(path=path)}\n"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -65,6 +67,76 @@ async def test_file_rotation_keeps_the_newest_files(tmp_path: Path) -> None:
     await sink.close()
     assert len(rotated_numbers(path)) == 2
     assert orjson.loads(all_lines(path)[-1])["n"] == 199
+
+
+def _append_lines(path: str, writer: int, count: int, limit: int, start: Any) -> None:
+    """One of several processes appending to one incident file, in batches of 1..7 lines."""
+    sink = FileSink(FileSinkConfig(path=Path(path), max_bytes=limit))
+    start.wait()  # all writers at once: an unlocked size check then overshoots max_bytes
+    n = 0
+    while n < count:
+        size = 1 + n % 7
+        batch = [
+            orjson.dumps({"w": writer, "n": i, "pad": "x" * (i % 90)}) + b"\n"
+            for i in range(n, min(n + size, count))
+        ]
+        written, error = sink._write(batch)
+        assert error is None and written == len(batch)
+        n += len(batch)
+
+
+def test_processes_sharing_one_file_keep_every_line_whole_and_every_file_in_bounds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "incidents.jsonl"
+    limit, count = 2048, 600
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2, timeout=60)
+    procs = [
+        ctx.Process(target=_append_lines, args=(str(path), w, count, limit, start))
+        for w in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    for f in tmp_path.iterdir():
+        data = f.read_bytes()
+        assert data.endswith(b"\n") and len(data) <= limit, f"{f.name}: {len(data)} bytes"
+    seen = [orjson.loads(x) for x in all_lines(path)]
+    for writer in range(2):
+        mine = [e["n"] for e in seen if e["w"] == writer]
+        assert mine == list(range(count)), "each line once, in its writer's order"
+    assert len(rotated_numbers(path)) > 20
+
+
+def _write_past_a_file_size_limit(path: str) -> None:
+    """In a child process: a write cut short by RLIMIT_FSIZE (as by a full disk), then the
+    same batch again once the limit is lifted."""
+    import errno
+    import resource
+
+    sink = FileSink(FileSinkConfig(path=Path(path)))
+    batch = [line(n, pad=80) for n in range(20)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))  # the write stops part-way
+    written, error = sink._write(batch)
+    assert written == 0 and error is not None and error.errno == errno.EFBIG
+    assert Path(path).stat().st_size == 0, "the part-written batch was cut back"
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert sink._write(batch) == (20, None)
+
+
+def test_a_write_that_fails_part_way_leaves_no_half_line(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.jsonl"
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_write_past_a_file_size_limit, args=(str(path),)
+    )
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    assert [orjson.loads(x)["n"] for x in path.read_bytes().splitlines()] == list(range(20))
 
 
 async def test_file_outage_keeps_incidents_until_the_disk_is_back(tmp_path: Path) -> None:

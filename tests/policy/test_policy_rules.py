@@ -25,7 +25,28 @@ from tests.policy.conftest import bundle_with
         ("p, dept:a, population, read, allow, *, *, *, *, extra", "too many fields (9; the model"),
         (
             "p, group:a, population, read, allow",
-            "subject must be user:ID, dept:NAME, role:NAME or '*', got 'group:a'",
+            "subject must be user:ID, dept:NAME, role:NAME, cert:SUBJECT or '*', got 'group:a'",
+        ),
+        (
+            'p, "cert:2.5.4.3=etl-01,O=Tax Bureau", population, read, allow',
+            "the gateway writes the certificate subject '2.5.4.3=etl-01,O=Tax Bureau' as "
+            "'CN=etl-01,O=Tax Bureau'; use that",
+        ),
+        (
+            'p, "cert:CN=etl-01, O=Tax Bureau", population, read, allow',
+            "a certificate subject must be an RFC 4514 name like 'CN=etl-01,O=Tax Bureau' "
+            "(as `openssl x509 -noout -subject -nameopt RFC2253` prints it), "
+            "got 'CN=etl-01, O=Tax Bureau'",
+        ),
+        (
+            "p, cert:etl-01, population, read, allow",
+            "a certificate subject must be an RFC 4514 name like 'CN=etl-01,O=Tax Bureau' "
+            "(as `openssl x509 -noout -subject -nameopt RFC2253` prints it), got 'etl-01'",
+        ),
+        (
+            "p, cert:, population, read, allow",
+            "a certificate subject must be an RFC 4514 name like 'CN=etl-01,O=Tax Bureau' "
+            "(as `openssl x509 -noout -subject -nameopt RFC2253` prints it), got ''",
         ),
         (
             "p, dept:a, population, fetch, allow",
