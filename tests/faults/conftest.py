@@ -8,6 +8,7 @@ kills Redis; the shared Redis on 6379 is never touched.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import os
 import shutil
@@ -75,13 +76,13 @@ def free_port() -> int:
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in, nested mappings merged too."""
-    out = dict(base)
+    """A copy of `base` with `extra` merged in, nested mappings merged too."""
+    out = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 
