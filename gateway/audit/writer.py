@@ -43,7 +43,10 @@ class AuditWriter:
         config: AuditConfig,
         clock: Callable[[], float] = time.time,
         worker: int | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        # Told once per outage, when the disk starts refusing writes (the SOC's alarm).
+        self._on_failure = on_failure
         # One chain per writing process: worker N of `datagate run --workers` writes
         # `audit.wN.jsonl` and `checkpoints.wN.jsonl`, each verified on its own.
         if worker is not None:
@@ -139,6 +142,11 @@ class AuditWriter:
         return self._error
 
     @property
+    def backlog(self) -> int:
+        """Records numbered but not yet on disk."""
+        return self._seq - self._written
+
+    @property
     def written(self) -> int:
         """Sequence number of the last record known to be on disk."""
         return self._written
@@ -163,9 +171,12 @@ class AuditWriter:
             try:
                 size = await asyncio.to_thread(self._write, self._pending)
             except OSError as exc:
-                if self._error is None:
-                    log.error("audit_write_failed", path=str(self.config.path), error=str(exc))
+                first = self._error is None
                 self._error = f"{self.config.path}: {exc.strerror or exc}"
+                if first:
+                    log.error("audit_write_failed", path=str(self.config.path), error=str(exc))
+                    if self._on_failure is not None:
+                        self._on_failure(self._error)
                 return
             if self._error is not None:
                 log.info("audit_write_recovered", path=str(self.config.path))
