@@ -103,7 +103,9 @@ class AuditWriter:
             raise
         self._lock_fd = fd
         self._written = self._pending_seq = self._checkpointed = self._seq
-        self._last_checkpoint = self.clock()
+        # Checkpoints are spaced on the monotonic clock: a wall clock set back must not
+        # hold them off for the length of the jump.
+        self._last_checkpoint = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def close(self) -> None:
@@ -201,7 +203,7 @@ class AuditWriter:
             log.error("audit_checkpoint_failed", path=str(cfg.checkpoints), error=str(exc))
             return
         self._checkpointed = self._written
-        self._last_checkpoint = self.clock()
+        self._last_checkpoint = time.monotonic()
 
     def _write(self, data: bytes) -> int:
         # Cut off whatever a failed earlier attempt left half-written, then append.
@@ -220,7 +222,7 @@ class AuditWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), cfg.flush_interval)
             await self.flush()
-            if self.clock() - self._last_checkpoint >= cfg.checkpoint_interval:
+            if time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval:
                 await self.checkpoint()
 
 

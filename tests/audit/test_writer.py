@@ -151,6 +151,22 @@ async def test_disk_failure_marks_unhealthy_then_recovers_without_loss(tmp_path:
     assert [orjson.loads(x)["n"] for x in log.read_bytes().splitlines()] == [1, 2]
 
 
+async def test_checkpoints_keep_their_interval_when_the_clock_is_set_back(
+    tmp_path: Path,
+) -> None:
+    now = [1_700_000_000.0]
+    writer = AuditWriter(make_config(tmp_path), clock=lambda: now[0])
+    await writer.start()
+    now[0] -= 86400  # the wall clock goes back a day
+    writer.append({"n": 1})
+    marks = tmp_path / "checkpoints.jsonl"
+    async with asyncio.timeout(5):  # checkpoint_interval is 1 s (of the monotonic clock)
+        while not marks.exists():
+            await asyncio.sleep(0.05)
+    await writer.close()
+    assert orjson.loads(marks.read_bytes().splitlines()[0])["count"] == 1
+
+
 async def test_append_refuses_when_the_backlog_is_full(tmp_path: Path) -> None:
     writer = AuditWriter(make_config(tmp_path, max_buffer=100))
     for n in range(100):  # not started: nothing drains the queue
