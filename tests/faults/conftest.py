@@ -242,6 +242,7 @@ class GatewayProcess:
     args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     _log_file: Any = None
+    _identity: Any = None
 
     @property
     def url(self) -> str:
@@ -312,8 +313,9 @@ class GatewayProcess:
         return found
 
     def token(self, **claims: Any) -> str:
-        identity = load_config(self.config_path, environ={}).identity
-        return mint_token(identity, **{**CALLER, **claims})
+        if self._identity is None:
+            self._identity = load_config(self.config_path, environ={}).identity
+        return mint_token(self._identity, **{**CALLER, **claims})
 
     def auth(self, **claims: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**claims)}"}
