@@ -100,12 +100,16 @@ async def _break_and_mend(
 
     task = asyncio.create_task(load())
     try:
+        broken: Path | None = None
         for n, (name, garbage) in enumerate(GARBAGE, start=1):
             path = policies / name
+            if broken is not None and broken != path:  # mended in the same save
+                broken.write_bytes(good[broken.relative_to(policies).as_posix()])
             if garbage is None:
                 path.unlink()
             else:
                 path.write_bytes(garbage)
+            broken = path
 
             async def rejected(n: int = n) -> bool:
                 return len(gw.log_events("policy_rejected")) >= n
@@ -116,8 +120,9 @@ async def _break_and_mend(
             _, ready = await readyz(session, gw)
             assert (ready["ready"], ready["policy_version"]) == (True, version)
             assert await decisions(session, gw) == expected, f"after {name} ({n})"
-            path.write_bytes(good[name])
-            await asyncio.sleep(3 * WATCH)  # the good file is seen (unchanged: no reload)
+        assert broken is not None
+        broken.write_bytes(good[broken.relative_to(policies).as_posix()])
+        await asyncio.sleep(3 * WATCH)  # the good files are seen (unchanged: no reload)
     finally:
         stop.set()
         await task

@@ -74,7 +74,7 @@ async def test_sigterm_under_load_loses_nothing(
                     answered[resp.headers["X-Request-ID"]] = resp.status
 
             clients = [asyncio.create_task(client()) for _ in range(CLIENTS)]
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             stopping.set()
             code = await asyncio.to_thread(gw.stop)
             async with asyncio.timeout(3 * HANG_GUARD.total):  # type: ignore[operator]
