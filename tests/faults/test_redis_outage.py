@@ -39,6 +39,7 @@ class Answer:
     gateway: str
     route: str
     started: float
+    finished: float
     status: int
     error: str | None
     reason: str | None
@@ -113,7 +114,7 @@ async def _outage(gws: dict[str, GatewayProcess], own_redis: RedisServer) -> Non
                 error, reason = error_of(body) if status != 200 else (None, None)
                 if status == 200 and route == "people":
                     no_leak(body)
-                answers.append(Answer(name, route, started, status, error, reason))
+                answers.append(Answer(name, route, started, loop.time(), status, error, reason))
                 await asyncio.sleep(0.01)
 
         tasks = [
@@ -122,7 +123,7 @@ async def _outage(gws: dict[str, GatewayProcess], own_redis: RedisServer) -> Non
             for route in ("people", "open", "people")
         ]
         try:
-            down_at, up_at, recovered_at = await _kill_and_restart(
+            kill_at, dead_at, up_at, recovered_at = await _kill_and_restart(
                 session, gws, own_redis, loop.time
             )
         finally:
@@ -134,9 +135,9 @@ async def _outage(gws: dict[str, GatewayProcess], own_redis: RedisServer) -> Non
             lambda: _delivered(strict, own_redis),
             "incidents raised while Redis was down delivered to the stream",
         )
-    _check_answers(answers, down_at, up_at, recovered_at)
+    _check_answers(answers, (kill_at, dead_at, up_at, recovered_at))
     print(
-        f"\nredis outage {up_at - down_at:.1f} s, recovered {recovered_at - up_at:.1f} s after "
+        f"\nredis outage {up_at - kill_at:.1f} s, recovered {recovered_at - up_at:.1f} s after "
         f"restart; {len(answers)} answers; incidents raised while down: {incidents[0]} "
         f"({incidents[1]} detections, {incidents[2]} lines in file and stream), lost: 0"
     )
@@ -147,13 +148,14 @@ async def _kill_and_restart(
     gws: dict[str, GatewayProcess],
     own_redis: RedisServer,
     now: Callable[[], float],
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """Kill Redis under the running load, check what the gateways say, restart it and wait
-    for them to serve again; when it died, came back, and the gateways recovered."""
+    for them to serve again. The times: the kill, the death, the restart, the recovery."""
     strict = gws["strict"]
     await asyncio.sleep(0.5)
-    own_redis.kill()
-    down_at = now()
+    kill_at = now()
+    own_redis.kill()  # returns once the process is gone
+    dead_at = now()
 
     async def not_ready() -> bool:
         results = [await readyz(session, gw) for gw in gws.values()]
@@ -193,7 +195,7 @@ async def _kill_and_restart(
 
     await until(ready_again, "/readyz ready again")
     await asyncio.sleep(0.3)  # some load after the recovery too
-    return down_at, up_at, recovered_at
+    return kill_at, dead_at, up_at, recovered_at
 
 
 async def _delivered(gw: GatewayProcess, own_redis: RedisServer) -> tuple[int, ...]:
@@ -226,19 +228,21 @@ async def _delivered(gw: GatewayProcess, own_redis: RedisServer) -> tuple[int, .
     return len(unstored), detections, sum(lines(filed).values())
 
 
-def _check_answers(answers: list[Answer], down_at: float, up_at: float, back: float) -> None:
-    margin = 0.05  # a request that started as Redis died may have been decided before
+def _check_answers(answers: list[Answer], times: tuple[float, float, float, float]) -> None:
+    """`times`: just before Redis was killed, once it was dead, just before it was started
+    again, and once both gateways served classified data again."""
+    kill_at, dead_at, up_at, back = times
     assert not [a for a in answers if a.status >= 500 and a.status != 503], "never a 500"
     by: dict[tuple[str, str, str], Counter[tuple[int, str | None, str | None]]] = {}
     for a in answers:
-        if a.started < down_at - margin or a.started > back:
+        if a.finished < kill_at or a.started > back:
             phase = "up"
-        elif a.started > down_at + margin and a.started < up_at:
+        elif a.started > dead_at and a.finished < up_at:
             phase = "down"
         else:
-            continue
+            continue  # in flight across the kill or the restart: either answer is right
         # The lenient view is trusted for up to `stale_after` after its last reload.
-        if a.gateway == "lenient" and phase == "down" and a.started < down_at + STALE + RELOAD:
+        if a.gateway == "lenient" and phase == "down" and a.started < dead_at + STALE + RELOAD:
             phase = "stale"
         key = (a.gateway, a.route, phase)
         by.setdefault(key, Counter())[(a.status, a.error, a.reason)] += 1
