@@ -271,7 +271,7 @@ class Gateway:
             self.incidents.raise_detection(
                 audit_unavailable(error),
                 client_ip=None,
-                path=str(self.config.audit.path),
+                path=str(self.audit.config.path) if self.audit is not None else None,
                 request_id=None,
                 department=None,
                 level=None,
