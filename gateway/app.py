@@ -30,7 +30,12 @@ from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
 from gateway.incidents import admin as incident_admin
-from gateway.incidents.findings import config_rejected, policy_rejected, unmaskable_response
+from gateway.incidents.findings import (
+    audit_unavailable,
+    config_rejected,
+    policy_rejected,
+    unmaskable_response,
+)
 from gateway.incidents.responder import Responder
 from gateway.incidents.service import Incidents
 from gateway.incidents.sinks import build_sinks
@@ -194,8 +199,14 @@ class Gateway:
         )
         self.responder = Responder(self.breakers, self.incidents, config.breaker)
         self.audit = (
-            AuditWriter(config.audit, clock, worker=worker) if config.audit.enabled else None
+            AuditWriter(config.audit, clock, worker=worker, on_failure=self._audit_failed)
+            if config.audit.enabled
+            else None
         )
+        if self.audit is not None:
+            audit = self.audit
+            self.metrics.audit_healthy.set_function(lambda: 1.0 if audit.healthy else 0.0)
+            self.metrics.audit_backlog.set_function(lambda: float(audit.backlog))
         self.stats = DashboardStats(clock=clock)
         self.detector = (
             Detector(
@@ -306,6 +317,21 @@ class Gateway:
                 path=event.path,
                 request_id=event.request_id,
                 level=event.level,
+            )
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _audit_failed(self, error: str) -> None:
+        """The audit disk refuses writes: the SOC hears of it at once (the writer logs it)."""
+        task = asyncio.ensure_future(
+            self.incidents.raise_detection(
+                audit_unavailable(error),
+                client_ip=None,
+                path=str(self.audit.config.path) if self.audit is not None else None,
+                request_id=None,
+                department=None,
+                level=None,
             )
         )
         self._background.add(task)

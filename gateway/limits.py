@@ -7,7 +7,7 @@ import math
 
 from gateway.configtree import field
 from gateway.context import RequestContext
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StateUnavailable
 from gateway.state.base import StateBackend
 
 
@@ -43,7 +43,15 @@ class RateLimiter:
             return
         keys = {"p": ctx.principal.subject, "d": ctx.dataset.id}
         hits = [(f"limit:{kind}:{keys[kind]}", limit.window) for kind, limit in self._limits]
-        counts = await self._backend.count(hits, ctx.ts)
+        try:
+            counts = await self._backend.count(hits, ctx.ts)
+        except StateUnavailable:
+            # A limit that cannot be counted is not known to be kept: refuse (fail closed).
+            raise GatewayError(
+                "unavailable",
+                "rate limits cannot be checked (the state backend is unavailable); refusing",
+                reason="rate_limit_unavailable",
+            ) from None
         for (kind, limit), seen in zip(self._limits, counts, strict=True):
             if seen > limit.requests:
                 # The current bucket ends at the next multiple of the window: by then at

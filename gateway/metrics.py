@@ -82,3 +82,14 @@ class Metrics:
             ["version"],
             registry=self.registry,
         )
+        self.audit_healthy = Gauge(
+            "datagate_audit_healthy",
+            "1 while the audit log is being written, 0 while its disk refuses writes (classified "
+            "routes then answer 503).",
+            registry=self.registry,
+        )
+        self.audit_backlog = Gauge(
+            "datagate_audit_backlog_records",
+            "Audit records held in memory, not yet on disk.",
+            registry=self.registry,
+        )

@@ -43,7 +43,10 @@ class AuditWriter:
         config: AuditConfig,
         clock: Callable[[], float] = time.time,
         worker: int | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        # Told once per outage, when the disk starts refusing writes (the SOC's alarm).
+        self._on_failure = on_failure
         # One chain per writing process: worker N of `datagate run --workers` writes
         # `audit.wN.jsonl` and `checkpoints.wN.jsonl`, each verified on its own.
         if worker is not None:
@@ -100,7 +103,9 @@ class AuditWriter:
             raise
         self._lock_fd = fd
         self._written = self._pending_seq = self._checkpointed = self._seq
-        self._last_checkpoint = self.clock()
+        # Checkpoints are spaced on the monotonic clock: a wall clock set back must not
+        # hold them off for the length of the jump.
+        self._last_checkpoint = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def close(self) -> None:
@@ -143,6 +148,11 @@ class AuditWriter:
         return self._error
 
     @property
+    def backlog(self) -> int:
+        """Records numbered but not yet on disk."""
+        return self._seq - self._written
+
+    @property
     def written(self) -> int:
         """Sequence number of the last record known to be on disk."""
         return self._written
@@ -167,9 +177,12 @@ class AuditWriter:
             try:
                 size = await asyncio.to_thread(self._write, self._pending)
             except OSError as exc:
-                if self._error is None:
-                    log.error("audit_write_failed", path=str(self.config.path), error=str(exc))
+                first = self._error is None
                 self._error = f"{self.config.path}: {exc.strerror or exc}"
+                if first:
+                    log.error("audit_write_failed", path=str(self.config.path), error=str(exc))
+                    if self._on_failure is not None:
+                        self._on_failure(self._error)
                 return
             if self._error is not None:
                 log.info("audit_write_recovered", path=str(self.config.path))
@@ -194,7 +207,7 @@ class AuditWriter:
             log.error("audit_checkpoint_failed", path=str(cfg.checkpoints), error=str(exc))
             return
         self._checkpointed = self._written
-        self._last_checkpoint = self.clock()
+        self._last_checkpoint = time.monotonic()
 
     def _write(self, data: bytes) -> int:
         # Cut off whatever a failed earlier attempt left half-written, then append.
@@ -213,7 +226,7 @@ class AuditWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), cfg.flush_interval)
             await self.flush()
-            if self.clock() - self._last_checkpoint >= cfg.checkpoint_interval:
+            if time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval:
                 await self.checkpoint()
 
 

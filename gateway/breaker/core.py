@@ -10,6 +10,10 @@ import orjson
 
 from gateway.breaker.config import SCOPES, BreakerConfig
 
+# Gateway processes' clocks differ by far less than this; a breaker opened (or probed) more
+# than this far in the future means the clock was set back.
+CLOCK_SKEW = 60.0
+
 State = Literal["closed", "open", "half_open", "forced_open", "monitor"]
 STATES: tuple[State, ...] = ("closed", "open", "half_open", "forced_open", "monitor")
 AUTOMATION = "automation"
@@ -229,6 +233,19 @@ def soc_open(
         probes_ok=0,
         probe_at=None,
     )
+
+
+def reanchor(s: BreakerState, now: float) -> BreakerState | None:
+    """After the clock was set back past a breaker's opening (or its last probe): its times
+    start again from now, the length of its cool-down kept, so it neither stays shut for the
+    length of the jump nor loses its cool-down. None when the clock is not behind."""
+    if s.opened_at is None or s.until is None or s.state not in ("open", "monitor"):
+        if s.state == "half_open" and s.probe_at is not None and s.probe_at - now > CLOCK_SKEW:
+            return _change(s, now, probe_at=now)
+        return None
+    if s.opened_at - now <= CLOCK_SKEW:
+        return None
+    return _change(s, now, opened_at=now, until=now + (s.until - s.opened_at))
 
 
 def reset(s: BreakerState, now: float, by: str, note: str) -> BreakerState:

@@ -257,6 +257,16 @@ class Breakers:
                 for listener in self._on_reset:
                     listener(s)
 
+    async def _reanchor(self) -> None:
+        """The clock was set back past some breakers' times: start their cool-downs again
+        from now (one atomic change each, seen by every process)."""
+        now = self.clock()
+        for s in list(self.active.values()):
+            if core.reanchor(s, now) is None:
+                continue
+            log.warning("breaker_clock_set_back", breaker=s.field, opened_at=s.opened_at, now=now)
+            await self.transition(s.scope, s.key, lambda current: core.reanchor(current, now))
+
     async def _on_message(self, message: bytes) -> None:
         try:
             data: dict[str, Any] = orjson.loads(message)
@@ -277,6 +287,7 @@ class Breakers:
                     CHANNEL, orjson.dumps({"type": "beat", "id": self._beat_id})
                 )
                 await self.reload()
+                await self._reanchor()
             except StateUnavailable as exc:
                 log.warning("breaker_view_stale", error=str(exc))
             except ValueError as exc:  # a corrupt record: stay untrusted, keep trying

@@ -143,9 +143,9 @@ class Verifier:
         now = self._clock()
         principal = self._cache.get(token, now)
         if principal is None:
-            principal, valid_until = await self._verify_uncached(token, now)
+            principal, valid_from, valid_until = await self._verify_uncached(token, now)
             self._check_revoked(principal)
-            self._cache.put(token, principal, valid_until)
+            self._cache.put(token, principal, valid_from, valid_until)
         else:
             self._check_revoked(principal)
         return principal
@@ -157,7 +157,8 @@ class Verifier:
     def _refuse(self, reason: str, message: str) -> NoReturn:
         raise refusal(reason, message, self._realm)
 
-    async def _verify_uncached(self, token: str, now: float) -> tuple[Principal, float]:
+    async def _verify_uncached(self, token: str, now: float) -> tuple[Principal, float, float]:
+        """The principal, and from when until when the token is valid (leeway included)."""
         header, unverified = self._split(token)
         iss = unverified.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
@@ -175,8 +176,9 @@ class Verifier:
         # from the config.
         keys = await self._keys(issuer, alg, kid)
         payload = self._decode(token, issuer, alg, keys)
-        exp = self._check_times(payload, issuer.cfg.leeway, now)
-        return self._principal(payload, issuer), exp + issuer.cfg.leeway
+        leeway = issuer.cfg.leeway
+        valid_from, exp = self._check_times(payload, leeway, now)
+        return self._principal(payload, issuer), valid_from - leeway, exp + leeway
 
     def _split(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The header and the unverified payload, read only to choose the issuer's keys."""
@@ -252,13 +254,16 @@ class Verifier:
                 self._refuse("malformed", "the token cannot be decoded")
         self._refuse("bad_signature", "no key of the issuer fits the token")
 
-    def _check_times(self, payload: Mapping[str, Any], leeway: float, now: float) -> float:
-        """Check exp/nbf/iat against the clock; return exp."""
+    def _check_times(
+        self, payload: Mapping[str, Any], leeway: float, now: float
+    ) -> tuple[float, float]:
+        """Check exp/nbf/iat against the clock; return (the latest of nbf and iat, exp)."""
         exp = _number(payload.get("exp"))
         if exp is None:
             self._refuse("bad_claims", "the token's exp is not a number")
         if now >= exp + leeway:
             self._refuse("expired", "the token has expired")
+        valid_from = -math.inf
         for claim in ("nbf", "iat"):
             if claim not in payload:
                 continue
@@ -267,7 +272,8 @@ class Verifier:
                 self._refuse("bad_claims", f"the token's {claim} is not a number")
             if value > now + leeway:
                 self._refuse("not_yet_valid", f"the token is not valid yet ({claim})")
-        return exp
+            valid_from = max(valid_from, value)
+        return valid_from, exp
 
     def _principal(self, claims: Mapping[str, Any], issuer: _Issuer) -> Principal:
         """Build the principal from verified claims only, through the issuer's claim names."""

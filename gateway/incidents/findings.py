@@ -1,4 +1,5 @@
-"""Findings the gateway raises about itself (policy rejected, unmaskable responses)."""
+"""Findings the gateway raises about itself (policy rejected, unmaskable responses, audit log
+down)."""
 
 from __future__ import annotations
 
@@ -46,4 +47,13 @@ def unmaskable_response(dataset: str, reason: str, principal: str | None) -> Gat
         principal=principal,
         dataset=dataset,
         evidence={"observed": {"reason": reason}, "baseline": {}},
+    )
+
+
+def audit_unavailable(error: str) -> GatewayFinding:
+    return GatewayFinding(
+        rule="audit_unavailable",
+        title="The audit log cannot be written; classified data is not served",
+        severity=4,
+        evidence={"observed": {"error": error}, "baseline": {}},
     )

@@ -52,17 +52,17 @@ class Responder:
                 worst, ctx.incident_id = detection.severity, incident_id
 
     def _trips(self, detection: DetectionLike) -> bool:
-        """Severe enough, and about the principal (or its token): a finding about a client IP
-        shared by many principals must not suspend whichever one happened to cross the line."""
-        scope = getattr(detection, "scope", "principal")
-        return detection.severity >= self.config.trip_severity and scope in ("principal", "token")
+        """Severe enough, and about the principal (or its token)."""
+        return detection.severity >= self.config.trip_severity and _about_principal(detection)
 
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None:
         """After the response: settle half-open probes and count the request for the rate rule.
 
-        `anomalous` defaults to "the observe stage found something". No await unless this
-        request held a probe or the rate rule fires."""
-        bad = bool(ctx.detections) if anomalous is None else anomalous
+        `anomalous` defaults to "a detection about this principal was made". No await unless
+        this request held a probe or the rate rule fires."""
+        bad = anomalous
+        if bad is None:
+            bad = any(_about_principal(d) for d in ctx.detections)
         probes = ctx.extra.pop(PROBES_KEY, None)
         if probes:
             for name in probes:
@@ -179,3 +179,10 @@ class Responder:
         if scope == "dataset":
             return (scope, dataset) if dataset else None
         return (scope, pair_key(principal, dataset)) if principal and dataset else None
+
+
+def _about_principal(detection: DetectionLike) -> bool:
+    """Whether a finding is about the principal (or its token). A finding about a client IP
+    shared by many principals (a failed-authentication burst behind a NAT) must neither
+    suspend, nor count against, whichever of them happened to send the next request."""
+    return getattr(detection, "scope", "principal") in ("principal", "token")

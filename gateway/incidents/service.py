@@ -22,6 +22,7 @@ from gateway.state.base import StateBackend
 HASH = "incidents"
 KEYS = "incident_keys"  # dedup_key -> incident id
 _ATTEMPTS = 16
+_MAX_UNSTORED = 10_000  # incidents kept in memory for dedup while the store is down
 
 log = get_logger("datagate.incidents")
 
@@ -39,7 +40,8 @@ class Incidents:
 
     Changes are compare-and-set on the `incidents` hash, so several processes can raise and
     update the same incident. If the backend is down an incident is still built and sent to
-    the sinks (so the SOC sees it), only not stored.
+    the sinks (so the SOC sees it), only not stored; repeats meanwhile update it in this
+    process's memory, as the store would, so an outage does not flood the sinks.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Incidents:
         self.clock = clock
         self.make_id = make_id
         self._task: asyncio.Task[None] | None = None
+        self._unstored: dict[str, dict[str, Any]] = {}  # dedup_key -> incident, oldest first
 
     async def start(self) -> None:
         await self.sinks.start()
@@ -124,18 +127,43 @@ class Incidents:
                 encoded = orjson.dumps(incident)
                 await self.backend.hset(HASH, uid, encoded)
                 if await self.backend.hcas(KEYS, key, raw_id, uid.encode()):
+                    self._unstored.pop(key, None)
                     self._raised(incident, encoded)
                     return incident
                 await self.backend.hdel(HASH, uid)  # another process raised it first
             raise StateUnavailable(f"incident {key}: too much contention to record it")
         except StateUnavailable as exc:
-            incident = fresh()
-            incident["stored"] = False
-            log.error(
-                "incident_not_stored", incident_id=incident["finding_info"]["uid"], error=str(exc)
-            )
-            self._raised(incident)
-            return incident
+            return self._raise_unstored(key, detection, now, request_id, fresh, str(exc))
+
+    def _raise_unstored(
+        self,
+        key: str,
+        detection: DetectionLike,
+        now: float,
+        request_id: str | None,
+        fresh: Callable[[], dict[str, Any]],
+        error: str,
+    ) -> dict[str, Any]:
+        """The store is down: dedup in memory, send to the sinks, never lose the incident."""
+        cfg = self.config
+        current = self._unstored.get(key)
+        if current is not None and now - current["finding_info"]["last_seen_time"] / 1000 <= (
+            cfg.dedup_window
+        ):
+            updated = model.repeat(current, detection, now, request_id, cfg.max_samples)
+            self._unstored[key] = updated
+            if model.worth_emitting(updated["count"]):
+                self.sinks.emit(updated)
+            return updated
+        incident = fresh()
+        incident["stored"] = False
+        log.error("incident_not_stored", incident_id=incident["finding_info"]["uid"], error=error)
+        self._unstored.pop(key, None)
+        self._unstored[key] = incident
+        if len(self._unstored) > _MAX_UNSTORED:
+            del self._unstored[next(iter(self._unstored))]
+        self._raised(incident)
+        return incident
 
     def _raised(self, incident: dict[str, Any], encoded: bytes | None = None) -> None:
         self.sinks.emit(incident, encoded)

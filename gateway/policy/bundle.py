@@ -54,7 +54,11 @@ def version_of(texts: dict[str, str]) -> str:
 
 def parse_bundle(directory: Path, texts: dict[str, str], loaded_at: float) -> PolicyBundle:
     """Parse the three files; the first syntax error raises a ConfigError naming file:line."""
-    catalog = parse_catalog(texts[CATALOG_FILE], str(directory / CATALOG_FILE))
+    catalog_path = directory / CATALOG_FILE
+    try:
+        catalog = parse_catalog(texts[CATALOG_FILE], str(catalog_path))
+    except RecursionError:  # YAML nested deeper than the parser can go: a bad file too
+        raise ConfigError(f"{catalog_path}: nested too deeply to parse") from None
     model = parse_model(texts[MODEL_FILE], str(directory / MODEL_FILE))
     rows = parse_policy(texts[POLICY_FILE], str(directory / POLICY_FILE), model)
     index = RuleIndex(model, rows, catalog.datasets)

@@ -170,5 +170,8 @@ class PolicyStore:
             signature = await asyncio.to_thread(self._signature)
             if signature != self._seen and signature == previous:
                 self._seen = signature
-                await self.reload("watch")
+                try:
+                    await self.reload("watch")
+                except Exception:  # the watcher must outlive any one bad change
+                    log.exception("policy_watch_failed", version=self._current.version)
             previous = signature

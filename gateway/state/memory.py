@@ -91,9 +91,10 @@ class MemoryBackend:
                     buckets = self._counters[(key, window)] = {}
                 buckets[index] = buckets.get(index, 0) + amount
                 # Keep the buckets a call up to one bucket late still reads (as Redis does).
+                # Older is judged from this call's bucket, not the newest one: after the
+                # clock is set back, the newest lie ahead and this one must stay.
                 if len(buckets) > 3:
-                    newest = max(buckets)
-                    for old in [i for i in buckets if i < newest - 2]:
+                    for old in [i for i in buckets if i < index - 2]:
                         del buckets[old]
             if buckets is None:
                 results.append(0)

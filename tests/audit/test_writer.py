@@ -129,7 +129,8 @@ async def test_verify_rejects_a_forged_checkpoint_and_bad_arguments(
 async def test_disk_failure_marks_unhealthy_then_recovers_without_loss(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     os.symlink("/dev/full", log)  # every write fails with ENOSPC
-    writer = AuditWriter(make_config(tmp_path, max_buffer=100))
+    alarms: list[str] = []
+    writer = AuditWriter(make_config(tmp_path, max_buffer=100), on_failure=alarms.append)
     await writer.start()
     writer.append({"n": 1})
     async with asyncio.timeout(2):
@@ -137,13 +138,33 @@ async def test_disk_failure_marks_unhealthy_then_recovers_without_loss(tmp_path:
             await asyncio.sleep(0.01)
     assert "No space left" in (writer.error or "")
     writer.append({"n": 2})
+    assert writer.backlog == 2
+    await writer.flush()  # fails again: the alarm is raised once per outage
+    assert alarms == [f"{log}: No space left on device"]
     log.unlink()
     log.touch()  # the disk is back
     async with asyncio.timeout(2):
         while not writer.healthy or writer.written < 2:
             await asyncio.sleep(0.01)
+    assert writer.backlog == 0
     await writer.close()
     assert [orjson.loads(x)["n"] for x in log.read_bytes().splitlines()] == [1, 2]
+
+
+async def test_checkpoints_keep_their_interval_when_the_clock_is_set_back(
+    tmp_path: Path,
+) -> None:
+    now = [1_700_000_000.0]
+    writer = AuditWriter(make_config(tmp_path), clock=lambda: now[0])
+    await writer.start()
+    now[0] -= 86400  # the wall clock goes back a day
+    writer.append({"n": 1})
+    marks = tmp_path / "checkpoints.jsonl"
+    async with asyncio.timeout(5):  # checkpoint_interval is 1 s (of the monotonic clock)
+        while not marks.exists():
+            await asyncio.sleep(0.05)
+    await writer.close()
+    assert orjson.loads(marks.read_bytes().splitlines()[0])["count"] == 1
 
 
 async def test_append_refuses_when_the_backlog_is_full(tmp_path: Path) -> None:

@@ -102,6 +102,37 @@ def test_forced_open_is_left_only_by_reset() -> None:
     assert (r.state, r.by, r.note, r.trips) == ("closed", "soc-bob", "false positive", 0)
 
 
+def test_a_clock_set_back_restarts_the_cooldown_instead_of_stretching_it() -> None:
+    s = tripped(closed(), T0)
+    back = T0 - 86400
+    assert s.effective(back + 59) == "open"  # as it stands: shut for a day and a minute
+    r = core.reanchor(s, back)
+    assert r is not None and (r.opened_at, r.until, r.version) == (back, back + 60, 2)
+    assert r.effective(back + 59) == "open" and r.effective(back + 60) == "half_open"
+    assert core.reanchor(r, back) is None  # done once
+    assert core.reanchor(s, T0 - core.CLOCK_SKEW) is None  # clocks that merely differ
+    soc = core.soc_open(closed(), T0, "soc", "check", T0 + 30, forced=False)
+    assert core.reanchor(soc, back).until == back + 30  # type: ignore[union-attr]
+
+
+def test_a_clock_set_back_neither_touches_forced_nor_closed_breakers() -> None:
+    forced = core.soc_open(closed(), T0, "soc", "x", None, forced=True)
+    assert core.reanchor(forced, T0 - 86400) is None
+    assert core.reanchor(closed(), T0 - 86400) is None
+
+
+def test_a_clock_set_back_gives_back_a_half_open_breakers_probes_in_time() -> None:
+    s = core.reserve_probe(tripped(closed(), T0), CFG, T0 + 60)
+    assert s is not None and s.state == "half_open"
+    s = core.reserve_probe(s, CFG, T0 + 61)
+    assert s is not None and s.probes_left == 0
+    back = T0 - 86400
+    r = core.reanchor(s, back)
+    assert r is not None and r.probe_at == back
+    # Probes that never report are given back after probe_timeout, not after a day.
+    assert core.reserve_probe(r, CFG, back + CFG.probe_timeout) is not None
+
+
 def test_soc_open_until_then_half_open() -> None:
     s = core.soc_open(closed(), T0, "soc", "check", T0 + 30, forced=False)
     assert s.state == "open" and s.effective(T0 + 30) == "half_open"

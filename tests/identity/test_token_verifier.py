@@ -345,6 +345,19 @@ async def test_cache_honours_expiry(verifier: Verifier, clock: Clock) -> None:
     assert len(verifier.cache) == 0
 
 
+async def test_cache_honours_not_before_when_the_clock_goes_back(
+    verifier: Verifier, clock: Clock
+) -> None:
+    # Verified (and cached) at NOW; then the clock is set back a day: the token's iat and
+    # nbf are in the future by the new time, cached or not.
+    token = sign(claims(nbf=int(NOW)))
+    await verifier.verify(token)
+    clock.advance(-86400)
+    await assert_refused(verifier, token, "not_yet_valid")
+    clock.advance(86400)
+    assert (await verifier.verify(token)).subject == "alice"
+
+
 async def test_cache_is_bounded_lru(verifier: Verifier) -> None:
     tokens = [sign(claims(sub=f"u{i}")) for i in range(6)]
     for token in tokens:

@@ -100,6 +100,36 @@ async def test_three_anomalous_requests_never_trip_but_a_sustained_rate_does(
     assert incident["evidence"]["observed"] == {"anomaly_rate": 0.7, "requests": 10}
 
 
+@dataclasses.dataclass(frozen=True)
+class IpFinding(Finding):
+    """A finding about a client IP (a failed-authentication burst), not about a principal."""
+
+    rule: str = "auth_failures"
+    scope: str = "client_ip"
+
+
+async def test_findings_about_a_shared_client_ip_never_trip_its_principals(
+    world: World,
+) -> None:
+    """A burst of bad tokens from an address that legitimate callers share (a NAT, a proxy)
+    marks each of their requests with the IP's finding: that must not count against them
+    in the anomaly-rate window, or one attacker suspends everybody behind the address."""
+    for _ in range(2 * CFG.anomaly_min_requests):
+        world.clock.advance(0.5)
+        ctx = make_ctx(now=world.clock.now)
+        ctx.detections = [IpFinding(severity=4)]
+        await world.responder.on_outcome(ctx)
+    await world.stage(make_ctx(now=world.clock.now))  # not suspended
+    for _ in range(3 * CFG.anomaly_min_requests):
+        world.clock.advance(0.5)
+        ctx = make_ctx(now=world.clock.now)
+        ctx.detections = [Finding(severity=3)]  # about the principal: this one counts
+        await world.responder.on_outcome(ctx)
+    with pytest.raises(GatewayError) as err:
+        await world.stage(make_ctx(now=world.clock.now))
+    assert err.value.code == "sharing_suspended"
+
+
 async def test_a_clean_probe_closes_and_a_bad_probe_reopens(world: World) -> None:
     await world.responder.on_detections(make_ctx(now=world.clock.now), [Finding()])
     world.clock.advance(61)

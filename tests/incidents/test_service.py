@@ -129,6 +129,39 @@ async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
     assert line["finding_info"]["uid"] == incident["finding_info"]["uid"]
 
 
+async def test_repeats_during_a_store_outage_update_one_incident(
+    clock: Clock, tmp_path: Path
+) -> None:
+    """With the store down, dedup goes on in memory: a burst raises one incident per
+    dedup_key, not one per request, and still reaches the sinks at powers of two."""
+    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", "t:", timeout=0.1)
+    sinks = Sinks([FileSink(FileSinkConfig(path=tmp_path / "incidents.jsonl"))])
+    service = Incidents(dead, IncidentsConfig(), sinks, clock)
+    await service.start()
+    raised = []
+    for n in range(5):
+        clock.advance(1)
+        raised.append(await service.raise_detection(Finding(), request_id=f"r-{n}"))
+    other = await service.raise_detection(Finding(principal="bob"))
+    clock.advance(service.config.dedup_window + 1)
+    later = await service.raise_detection(Finding())
+    await service.close()
+    await dead.close()
+    assert {i["finding_info"]["uid"] for i in raised} == {raised[0]["finding_info"]["uid"]}
+    assert raised[-1]["count"] == 5 and raised[-1]["stored"] is False
+    assert {f"r-{n}" for n in range(5)} <= set(raised[-1]["evidence"]["sample_request_ids"])
+    assert other["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
+    assert later["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
+    lines = file_lines(tmp_path / "incidents.jsonl")
+    assert [(line["user"]["id"], line["count"]) for line in lines] == [  # type: ignore[index]
+        ("alice", 1),
+        ("alice", 2),
+        ("alice", 4),
+        ("bob", 1),
+        ("alice", 1),
+    ]
+
+
 async def test_two_processes_raising_the_same_detection_share_one_incident(
     redis_url: str, redis_prefix: str, clock: Clock
 ) -> None:

@@ -44,6 +44,8 @@ async def test_reload_swaps_a_valid_change(policy_dir: Path) -> None:
         ("policy.csv", "p, dept:x, population, read\n", "policy.csv:1: a row needs at least"),
         ("model.conf", "[matchers]\nm = \n", "model.conf:2: expected 'key = value'"),
         ("catalog.yaml", "version: 1\ndatasets: [\n", "catalog.yaml:3: invalid YAML"),
+        # Nested past the YAML parser's recursion limit: a bad file, not a crash.
+        ("catalog.yaml", "[" * 20000, "catalog.yaml: nested too deeply to parse"),
     ],
 )
 async def test_invalid_change_keeps_last_good_policy(
@@ -57,6 +59,17 @@ async def test_invalid_change_keeps_last_good_policy(
     assert result.status == "rejected" and store.current is good
     assert message in result.message and rejected == [result.message]
     assert result.message.startswith(f"policy change rejected, keeping version {good.version}: ")
+
+
+async def test_a_test_case_file_nested_too_deeply_rejects_the_change(policy_dir: Path) -> None:
+    rejected: list[str] = []
+    store = _store(policy_dir, rejected)
+    good = store.current
+    (policy_dir / "tests" / "deep.yaml").write_text("cases: " + "[" * 20000)
+    (policy_dir / "policy.csv").write_text((policy_dir / "policy.csv").read_text() + DENY_POLICE)
+    result = await store.reload()
+    assert result.status == "rejected" and store.current is good
+    assert result.message.endswith("deep.yaml:1: invalid YAML: exceeded maximum nesting depth")
 
 
 async def test_failing_test_case_rejects_the_change(policy_dir: Path) -> None:
@@ -92,6 +105,34 @@ async def test_watch_picks_up_a_saved_change(policy_dir: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert store.current.version != old
+    finally:
+        await store.close()
+
+
+async def test_the_watcher_outlives_an_unexpected_failure(policy_dir: Path) -> None:
+    """A check that fails in a way nobody planned for (not a ConfigError) must not stop the
+    watch: the next change is still picked up."""
+    calls: list[int] = []
+
+    def flaky(bundle: object) -> None:  # passes at start, fails on the first reload
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+
+    config = PolicyConfig(dir=policy_dir, watch=True, watch_interval=0.1)
+    store = PolicyStore(config, validators=(flaky,))
+    await store.start()
+    try:
+        old = store.current.version
+        csv = policy_dir / "policy.csv"
+        csv.write_text(csv.read_text() + "p, dept:taxation, enterprise, export, allow\n")
+        async with asyncio.timeout(10):
+            while len(calls) < 2:
+                await asyncio.sleep(0.05)
+        csv.write_text(csv.read_text() + "p, dept:health, enterprise, export, allow\n")
+        async with asyncio.timeout(10):
+            while store.current.version == old:
+                await asyncio.sleep(0.05)
     finally:
         await store.close()
 

@@ -102,6 +102,15 @@ async def test_count_one_bucket_late_caller_still_reads_both(backend: StateBacke
     assert await backend.count([("k", 10)], T0 + 9, amount=0) == [1]
 
 
+async def test_count_goes_on_counting_after_the_clock_jumps_back(backend: StateBackend) -> None:
+    # A key counted over several minutes, then the clock is set back a day: the limit must
+    # keep counting, not read 0 (which would switch it off for the length of the jump).
+    for minute in range(4):
+        await backend.count([("k", 60)], T0 + 60 * minute)
+    counts = [(await backend.count([("k", 60)], T0 - 86400 + n))[0] for n in range(3)]
+    assert counts == [1, 2, 3]
+
+
 async def test_count_is_shared_by_every_view(backend: StateBackend, peer: StateBackend) -> None:
     await backend.count([("k", 60)], T0, amount=2)
     assert await peer.count([("k", 60)], T0, amount=3) == [5]
