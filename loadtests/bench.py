@@ -1,38 +1,45 @@
-"""Benchmark: requests/s and p50/p99 latency of the demo upstream, a bare proxy and DataGate.
+"""Benchmark: requests/s and p50/p99 latency of the upstream, a bare proxy and DataGate.
 
 Measures in one run, each target in its own process; the targets are started side by side
 (an idle one costs nothing), then each is checked with one request, warmed up and measured:
 
-  (a) upstream  the demo upstream (gateway.demo.upstream) directly;
-  (b) baseline  a bare aiohttp pass-through proxy written here: a pooled ClientSession that
-                reads the upstream body and returns it with the upstream status and headers
-                minus hop-by-hop ones;
-  (c) datagate  `datagate run --config FILE` in front of the same upstream.
+  upstream   the demo upstream (gateway.demo.upstream) directly;
+  baseline   a bare aiohttp pass-through proxy written here: a pooled ClientSession that
+             reads the upstream body and returns it with the upstream status and headers
+             minus hop-by-hop ones;
+  memory     `datagate run --config FILE` in front of the same upstream, state in memory;
+  redis      the same on the Redis backend (`--redis-url`, a key prefix of its own, deleted
+             afterwards);
+  2 workers  `datagate run --workers 2` on Redis: two processes on one port.
 
-It prints a table and the ratio c/b (the issue's target: c/b >= 0.9). `--rounds N` measures
-the targets N times in turn and reports each target's median run, which steadies the ratio on
-a machine that is busy with other work.
+For each it prints req/s, p50 and p99 at saturation and the ratio to the bare proxy (the
+issue's targets: memory >= 0.75, redis >= 0.6). Then, for the upstream, the bare proxy and
+the single-process DataGate rows, it offers a fixed rate of half of each DataGate row's
+saturation throughput (wrk with a per-connection delay) and prints the p99 that DataGate adds
+over the bare proxy and over the upstream at that rate (target: <= 2 ms). `--chart FILE`
+writes both as a PNG (matplotlib). `--rounds N` measures the targets N times in turn and
+reports each target's median run, which steadies the ratios on a busy machine.
 
 The load generator is `wrk` when it is on PATH (apt-get install wrk), otherwise a Python
 generator (aiohttp, fixed concurrency, fixed duration) in its own process; the Python one
-saturates sooner, so it reports lower ceilings. Every target is asked for the same path.
+saturates sooner, so it reports lower ceilings, and the half-load step needs wrk. Every
+target is asked for the same path.
 
 DataGate: with `--gateway-config FILE` that config is used; otherwise the bench writes the
 output of `datagate demo --print-config` to a temporary file. Its listeners, its `demo`
-upstream and its data directory are pointed at free ports and a temporary directory through
-the environment overrides DATAGATE_SERVER__PORT, DATAGATE_ADMIN__PORT,
-DATAGATE_UPSTREAMS__DEMO__URL and DATAGATE_DATA_DIR; since one principal drives all the load,
-it also lifts the hard rate limits and the detectors' frequency thresholds (every check still
-runs) and puts the breaker in monitor mode, so it measures the cost of normal traffic. The
-bearer token is `--token`, or one minted with
-`datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
-If the `datagate` command is missing or cannot start, (c) is skipped with the reason.
+upstream, its state and its data directory are pointed at free ports, Redis and a temporary
+directory through the environment overrides (DATAGATE_SERVER__PORT, DATAGATE_STATE__URL, ...);
+since one principal drives all the load, it also lifts the hard rate limits and the
+detectors' frequency and volume thresholds (every check still runs) and puts the breaker in
+monitor mode, so it measures the cost of normal traffic. The bearer token is `--token`, or one
+minted with `datagate token --sub bench --dept market-regulation --clearance 1 --config FILE`.
+A DataGate row that cannot start (no `datagate`, no Redis) is skipped with the reason.
 
-Usage (from the repository root; the default run takes about 45 s):
+Usage (from the repository root; the default run takes about two minutes):
 
   .venv/bin/python -m loadtests.bench
-  .venv/bin/python -m loadtests.bench --duration 20 --connections 64 --json-out bench.json
-  .venv/bin/python -m loadtests.bench --rounds 3 --duration 5
+  .venv/bin/python -m loadtests.bench --rounds 3 --duration 8 --chart docs/bench.png
+  .venv/bin/python -m loadtests.bench --targets upstream,baseline,memory --json-out b.json
   .venv/bin/python -m loadtests.bench --gateway-config my.yaml --token "$TOKEN"
 """
 
@@ -219,13 +226,25 @@ def _cli(command: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewayTarget:
+    """One DataGate row: its state backend and number of processes."""
+
+    name: str
+    state: str  # "memory" or a redis:// URL
+    workers: int = 1
+
+
 @contextmanager
 def datagate(
-    args: argparse.Namespace, upstream_port: int, workdir: Path, *token_args: str
+    args: argparse.Namespace,
+    upstream_port: int,
+    workdir: Path,
+    target: GatewayTarget = GatewayTarget("memory", "memory"),
+    *token_args: str,
 ) -> Iterator[tuple[int, str, int]]:
-    """Start `datagate run`; yield its data port, the bearer token to send and its pid.
-
-    `token_args` replace the default `datagate token` arguments."""
+    """Start `datagate run` for `target`; yield its data port, the bearer token to send and
+    its pid. `token_args` replace the default `datagate token` arguments."""
     exe = datagate_command(args.datagate)
     port, admin_port = free_port(), free_port()
     env = dict(os.environ)
@@ -236,10 +255,11 @@ def datagate(
         DATAGATE_ADMIN__HOST=HOST,
         DATAGATE_UPSTREAMS__DEMO__URL=f"http://{HOST}:{upstream_port}",
         DATAGATE_DATA_DIR=str(workdir / "data"),
+        DATAGATE_STATE__URL=target.state,
         # One principal drives all the load, which is what a scraper looks like. Measure the
-        # cost of normal traffic instead: lift the hard limits and the frequency thresholds
-        # (the counters, features and rule checks still run on every request, they just
-        # never fire), and keep the breaker in monitor mode.
+        # cost of normal traffic instead: lift the hard limits and the frequency and volume
+        # thresholds (the counters, features and rule checks still run on every request,
+        # they just never fire), and keep the breaker in monitor mode.
         DATAGATE_LIMITS__PER_PRINCIPAL__REQUESTS="1000000000",
         DATAGATE_LIMITS__PER_DATASET__REQUESTS="1000000000",
         DATAGATE_DETECTION__HIGH_FREQUENCY__PER_MINUTE="1000000000",
@@ -250,6 +270,11 @@ def datagate(
         DATAGATE_DETECTION__BULK_EXPORT__BYTES_PER_HOUR="1000000000000",
         DATAGATE_BREAKER__MONITOR="true",
     )
+    prefix = None
+    if target.state != "memory":
+        prefix = f"datagate-bench:{os.urandom(4).hex()}:"
+        env["DATAGATE_STATE__PREFIX"] = prefix
+        check_redis(target.state)
     if args.gateway_config:
         config = Path(args.gateway_config).resolve()
     else:
@@ -260,18 +285,16 @@ def datagate(
     else:
         who = token_args or ("--sub", "bench", "--dept", "market-regulation", "--clearance", "1")
         token = _cli([exe, "token", *who, "--config", str(config)], env).strip().splitlines()[-1]
-    log_path = workdir / "datagate.log"
+    log_path = workdir / f"datagate-{target.name.replace(' ', '-')}.log"
+    command = [exe, "run", "--config", str(config), "--workers", str(target.workers)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [exe, "run", "--config", str(config)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         try:
             wait_for_port(port, lambda: proc.poll() is None)
+            wait_for_port(admin_port, lambda: proc.poll() is None)
         except BenchError as exc:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
             raise BenchError(f"{exc}; last log line: {tail[0]}") from exc
@@ -280,10 +303,39 @@ def datagate(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if prefix is not None:
+            drop_prefix(target.state, prefix)
+
+
+def check_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise BenchError(f"no Redis answers at {url} ({exc})") from None
+    finally:
+        client.close()
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Delete what the run left in Redis under its own prefix."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+    except (redis.RedisError, OSError):
+        pass  # a failed clean-up never fails the run
+    finally:
+        client.close()
 
 
 # --- load generation ---
@@ -334,19 +386,42 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
+# Each connection waits BENCH_DELAY_MS before each request: a roughly fixed offered rate.
+_DELAY_SCRIPT = """
+local ms = tonumber(os.getenv("BENCH_DELAY_MS"))
+function delay() return ms end
+"""
+
+
 def run_wrk(
-    url: str, headers: dict[str, str], args: argparse.Namespace, seconds: float
+    url: str,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    seconds: float,
+    *,
+    connections: int | None = None,
+    delay_ms: int | None = None,
 ) -> LoadResult:
+    connections = connections or args.connections
     command = [
         "wrk",
-        f"-t{min(args.threads, args.connections)}",
-        f"-c{args.connections}",
+        f"-t{min(args.threads, connections)}",
+        f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
         *[f"-H{name}: {value}" for name, value in headers.items()],
-        url,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    env = dict(os.environ)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if delay_ms is not None:
+            script.write(_DELAY_SCRIPT)
+            script.flush()
+            command += ["-s", script.name]
+            env["BENCH_DELAY_MS"] = str(delay_ms)
+        command.append(url)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 60, env=env
+        )
     if done.returncode != 0:
         raise BenchError(f"wrk exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return parse_wrk(done.stdout)
@@ -398,7 +473,7 @@ def python_load(url: str, headers: dict[str, str], connections: int, seconds: fl
 
 
 def measure(url: str, headers: dict[str, str], args: argparse.Namespace) -> LoadResult:
-    """Check one request, warm up, then measure."""
+    """Check one request, warm up, then measure at saturation."""
     check_once(url, headers)
     if args.loadgen == "wrk":
         run_wrk(url, headers, args, args.warmup)
@@ -408,18 +483,31 @@ def measure(url: str, headers: dict[str, str], args: argparse.Namespace) -> Load
         return pool.submit(python_load, url, headers, args.connections, args.duration).result()
 
 
+def at_rate(url: str, headers: dict[str, str], args: argparse.Namespace, rate: float) -> LoadResult:
+    """Latency at about `rate` requests/s offered (each of the connections waits its share
+    of a second before each request)."""
+    connections = HALF_LOAD_CONNECTIONS
+    delay_ms = max(1, round(1000 * connections / rate))
+    return run_wrk(url, headers, args, args.duration, connections=connections, delay_ms=delay_ms)
+
+
 # --- the run ---
+
+TARGETS = ("upstream", "baseline", "memory", "redis", "2 workers")
+GATEWAYS = ("memory", "redis", "2 workers")
+HALF_LOAD_CONNECTIONS = 16
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench",
         description=(
-            "Requests/s and p50/p99 latency of (a) the demo upstream, (b) a bare aiohttp "
-            "proxy and (c) DataGate, measured in one run; prints the ratio c/b."
+            "Requests/s and p50/p99 latency of the upstream, a bare aiohttp proxy and DataGate "
+            "(memory, Redis, 2 workers), measured in one run, with each ratio to the bare proxy "
+            "and the p99 DataGate adds at half its saturation rate."
         ),
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target (10)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per target (8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
@@ -427,9 +515,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="measure every target this many times (1)"
     )
     parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated subset of: {', '.join(TARGETS)} (all)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="Redis for the redis and 2 workers rows (redis://127.0.0.1:6379/15)",
+    )
+    parser.add_argument(
+        "--no-half-load", action="store_true", help="skip the latency at half saturation"
+    )
+    parser.add_argument(
         "--path", default="/api/enterprise/companies/1", help="request path for every target"
     )
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--chart", type=Path, help="also write a PNG chart here (matplotlib)")
     parser.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "python"),
@@ -439,7 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-config", help="DataGate config (default: the demo's)")
     parser.add_argument("--token", help="bearer token for DataGate (default: minted)")
     parser.add_argument("--datagate", help="path of the datagate executable")
-    parser.add_argument("--skip-gateway", action="store_true", help="measure (a) and (b) only")
+    parser.add_argument("--skip-gateway", action="store_true", help="measure upstream and baseline")
     parser.add_argument("--seed", type=int, default=7, help="demo data seed (7)")
     parser.add_argument("--size", type=int, default=500, help="records per dataset (500)")
     args = parser.parse_args(argv)
@@ -449,24 +551,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if not args.path.startswith("/"):
         parser.error("--path must start with /")
+    chosen = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TARGETS]
+    if unknown or not chosen:
+        parser.error(f"--targets: unknown {', '.join(unknown) or '(none)'}; known: {TARGETS}")
+    if args.skip_gateway:
+        chosen = [t for t in chosen if t not in GATEWAYS]
+    if "baseline" not in chosen:
+        parser.error("--targets must include baseline: every ratio is to it")
+    args.targets = [t for t in TARGETS if t in chosen]
     if args.loadgen == "auto":
         args.loadgen = "wrk" if shutil.which("wrk") else "python"
     elif args.loadgen == "wrk" and not shutil.which("wrk"):
         parser.error("--loadgen wrk: wrk is not on PATH")
+    if args.chart is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--chart needs matplotlib (pip install matplotlib)")
     return args
 
 
-def _report(name: str, result: LoadResult) -> None:
+def _report(name: str, result: LoadResult, baseline: LoadResult | None) -> None:
+    ratio = f"{result.rps / baseline.rps:>7.2f}" if baseline is not None else f"{'':>7}"
     warn = f"  ({result.failed} failed)" if result.failed else ""
     print(
         f"{name:<10} {result.rps:>10.0f} {result.p50_ms:>9.2f} {result.p99_ms:>9.2f}"
-        f" {result.requests:>9}{warn}",
+        f" {ratio} {result.requests:>9}{warn}",
         flush=True,
     )
 
 
 def _header(title: str) -> None:
-    print(f"{title:<10} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>9}", flush=True)
+    print(
+        f"{title:<10} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'/base':>7} {'requests':>9}",
+        flush=True,
+    )
+
+
+def median(runs: list[LoadResult]) -> LoadResult:
+    """The run with the median throughput (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.rps)[(len(runs) - 1) // 2]
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -481,52 +606,65 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         flush=True,
     )
     runs: dict[str, list[LoadResult]] = {}
+    half: dict[str, dict[str, LoadResult]] = {}
     with ExitStack() as stack:
         stack.enter_context(serving(_run_upstream, upstream_port, args.seed, args.size))
         targets["upstream"] = (upstream + args.path, {})
         stack.enter_context(serving(_run_baseline, baseline_port, upstream))
         targets["baseline"] = (f"http://{HOST}:{baseline_port}{args.path}", {})
-        if args.skip_gateway:
-            skipped["datagate"] = "--skip-gateway"
-        else:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dg-bench-")))
+        for name in args.targets:
+            if name not in GATEWAYS:
+                continue
+            state = "memory" if name == "memory" else args.redis_url
+            gateway = GatewayTarget(name, state, 2 if name == "2 workers" else 1)
             try:
-                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dg-bench-")))
-                port, token, _ = stack.enter_context(datagate(args, upstream_port, workdir))
-                auth = {"Authorization": f"Bearer {token}"}
-                targets["datagate"] = (f"http://{HOST}:{port}{args.path}", auth)
+                port, token, _ = stack.enter_context(
+                    datagate(args, upstream_port, workdir / name.replace(" ", "-"), gateway)
+                )
             except BenchError as exc:
-                skipped["datagate"] = str(exc)
+                skipped[name] = str(exc)
+                continue
+            targets[name] = (
+                f"http://{HOST}:{port}{args.path}",
+                {"Authorization": f"Bearer {token}"},
+            )
+        measured = [name for name in args.targets if name in targets]
         for number in range(1, args.rounds + 1):
             _header(f"round {number}" if args.rounds > 1 else "target")
-            for name, (url, headers) in targets.items():
+            for name in measured:
                 if name in skipped:
                     continue
+                url, headers = targets[name]
                 try:
                     result = measure(url, headers, args)
                 except BenchError as exc:
-                    if name != "datagate":
+                    if name not in GATEWAYS:
                         raise
                     skipped[name] = str(exc)
                     continue
                 runs.setdefault(name, []).append(result)
-                _report(name, result)
-    # With several rounds, each target is represented by its median-throughput run.
-    results = {
-        name: sorted(found, key=lambda r: r.rps)[(len(found) - 1) // 2]
-        for name, found in runs.items()
-    }
-    if args.rounds > 1:
-        _header("median")
-        for name, result in results.items():
-            _report(name, result)
-    if "datagate" in skipped:
-        print(f"datagate skipped: {skipped['datagate']}", flush=True)
-    ratios = {"b/a": results["baseline"].rps / results["upstream"].rps}
-    if "datagate" in results:
-        ratios["c/b"] = results["datagate"].rps / results["baseline"].rps
-    print(f"b/a = {ratios['b/a']:.2f}")
-    print(f"c/b = {ratios['c/b']:.2f}" if "c/b" in ratios else "c/b = n/a (DataGate not measured)")
-    return {
+                _report(name, result, None)
+        results = {name: median(found) for name, found in runs.items()}
+        if args.rounds > 1:
+            _header("median")
+        baseline = results["baseline"]
+        if args.rounds > 1:
+            for name, result in results.items():
+                _report(name, result, baseline)
+        else:
+            print(
+                "ratio to the bare proxy: "
+                + ", ".join(
+                    f"{name} {result.rps / baseline.rps:.2f}" for name, result in results.items()
+                )
+            )
+        if not args.no_half_load and args.loadgen == "wrk":
+            half = half_load(args, targets, results)
+    for name, reason in skipped.items():
+        print(f"{name} skipped: {reason}", flush=True)
+    ratios = {name: result.rps / baseline.rps for name, result in results.items()}
+    summary: dict[str, object] = {
         "path": args.path,
         "connections": args.connections,
         "duration": args.duration,
@@ -536,8 +674,100 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "results": {name: dataclasses.asdict(result) for name, result in results.items()},
         "runs": {name: [dataclasses.asdict(r) for r in found] for name, found in runs.items()},
         "ratios": ratios,
+        "half_load": {
+            gateway: {name: dataclasses.asdict(r) for name, r in rows.items()}
+            for gateway, rows in half.items()
+        },
         "skipped": skipped,
     }
+    if args.chart is not None:
+        write_chart(args.chart, results, ratios, half)
+        print(f"chart written to {args.chart}")
+    return summary
+
+
+def half_load(
+    args: argparse.Namespace,
+    targets: dict[str, tuple[str, dict[str, str]]],
+    results: dict[str, LoadResult],
+) -> dict[str, dict[str, LoadResult]]:
+    """For each single-process DataGate row: upstream, bare proxy and DataGate at half that
+    row's saturation rate; prints the p99 DataGate adds."""
+    out: dict[str, dict[str, LoadResult]] = {}
+    for gateway in ("memory", "redis"):
+        if gateway not in results:
+            continue
+        rate = results[gateway].rps / 2
+        print(
+            f"at half of {gateway}'s saturation ({rate:.0f} req/s offered, "
+            f"{HALF_LOAD_CONNECTIONS} connections):",
+            flush=True,
+        )
+        rows: dict[str, LoadResult] = {}
+        for name in ("upstream", "baseline", gateway):
+            url, headers = targets[name]
+            rows[name] = at_rate(url, headers, args, rate)
+            r = rows[name]
+            print(
+                f"  {name:<10} {r.rps:>8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms",
+                flush=True,
+            )
+        added_base = rows[gateway].p99_ms - rows["baseline"].p99_ms
+        added_up = rows[gateway].p99_ms - rows["upstream"].p99_ms
+        print(
+            f"  p99 added by DataGate ({gateway}): {added_base:+.2f} ms over the bare proxy, "
+            f"{added_up:+.2f} ms over the upstream",
+            flush=True,
+        )
+        out[gateway] = rows
+    return out
+
+
+def write_chart(
+    path: Path,
+    results: dict[str, LoadResult],
+    ratios: dict[str, float],
+    half: dict[str, dict[str, LoadResult]],
+) -> None:
+    """Throughput (with the ratio to the bare proxy) and latency, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bars = left.bar(names, [results[n].rps for n in names], color="#4c72b0")
+    for bar, name in zip(bars, names, strict=True):
+        label = f"{results[name].rps:.0f}\n({ratios[name]:.2f}x)"
+        left.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    left.set_ylabel("requests/s (saturation)")
+    left.set_title("Throughput; in brackets: ratio to the bare proxy")
+    left.margins(y=0.2)
+    width = 0.27
+    xs = range(len(names))
+    right.bar([x - width for x in xs], [results[n].p50_ms for n in names], width, label="p50")
+    right.bar(list(xs), [results[n].p99_ms for n in names], width, label="p99")
+    halves = [half.get(n, {}).get(n) for n in names]
+    right.bar(
+        [x + width for x in xs],
+        [h.p99_ms if h else 0 for h in halves],
+        width,
+        label="p99 at half load",
+    )
+    right.set_xticks(list(xs), names)
+    right.set_ylabel("latency, ms")
+    right.set_title("Latency at saturation, and p99 at half of it")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
