@@ -246,6 +246,7 @@ def datagate(
     """Start `datagate run` for `target`; yield its data port, the bearer token to send and
     its pid. `token_args` replace the default `datagate token` arguments."""
     exe = datagate_command(args.datagate)
+    workdir.mkdir(parents=True, exist_ok=True)
     port, admin_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(
@@ -273,7 +274,7 @@ def datagate(
     prefix = None
     if target.state != "memory":
         prefix = f"datagate-bench:{os.urandom(4).hex()}:"
-        env["DATAGATE_STATE__PREFIX"] = prefix
+        env["DATAGATE_STATE__PREFIX"] = f'"{prefix}"'  # overrides are YAML: quote the colons
         check_redis(target.state)
     if args.gateway_config:
         config = Path(args.gateway_config).resolve()
@@ -754,7 +755,8 @@ def write_chart(
     xs = range(len(names))
     right.bar([x - width for x in xs], [results[n].p50_ms for n in names], width, label="p50")
     right.bar(list(xs), [results[n].p99_ms for n in names], width, label="p99")
-    halves = [half.get(n, {}).get(n) for n in names]
+    # Each DataGate row at half its own saturation; the others at half of memory's.
+    halves = [half.get(n, {}).get(n) or half.get("memory", {}).get(n) for n in names]
     right.bar(
         [x + width for x in xs],
         [h.p99_ms if h else 0 for h in halves],
