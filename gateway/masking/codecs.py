@@ -83,6 +83,21 @@ def media_type(header: str | None) -> tuple[str, dict[str, str]]:
     return kind.strip().lower(), params
 
 
+_MEDIA_TYPES: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """`media_type`, remembered: upstreams send the same few Content-Type values."""
+    if header is None:
+        return "", {}
+    found = _MEDIA_TYPES.get(header)
+    if found is None:
+        found = media_type(header)
+        if len(_MEDIA_TYPES) < 256:
+            _MEDIA_TYPES[header] = found
+    return found[0], dict(found[1])
+
+
 class _Output:
     """Shared by a codec's steps: the walker's counts, the scanner pass and its action."""
 
@@ -686,16 +701,7 @@ class Pipeline:
         return out
 
     def _report(self) -> None:
-        """Move the walker's counts into the report and hand it to `on_finish`."""
-        masked = self.report.masked_fields
-        for label, n in self._walker.counts.items():
-            masked[label] = masked.get(label, 0) + n
-        self._walker.counts.clear()
-        for kind, n in self._walker.findings.items():
-            self.report.findings[kind] = self.report.findings.get(kind, 0) + n
-        self._walker.findings.clear()
-        for label in [label for label, n in masked.items() if not n]:
-            del masked[label]
+        """Hand the report (the walker counted into it) to `on_finish`."""
         if self._on_finish is not None:
             self._on_finish(self.report)
 
@@ -711,11 +717,11 @@ def open_transform(
     on_finish: Callable[[MaskReport], None] | None = None,
 ) -> Pipeline:
     """A transform for one response body; MaskingError when it cannot be masked safely."""
-    kind, params = media_type(content_type)
+    kind, params = _media_type(content_type)
     charset = params.get("charset", "utf-8")
     too_large = "payload_too_large" if config.oversize_status == 413 else "upstream_error"
     report = MaskReport()
-    walker = Walker(plan, key, config.redact_token)
+    walker = Walker(plan, key, config.redact_token, report.masked_fields, report.findings)
     out = _Output(plan, walker, report)
     codec: _Codec
     if kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json")):

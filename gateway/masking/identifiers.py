@@ -47,20 +47,22 @@ def _org_code_check(first8: str) -> str | None:
     return {10: "X", 11: "0"}.get(check, str(check))
 
 
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
+_USCC_CHARS = frozenset(USCC_ALPHABET)
+
+
 def uscc_check(first17: str) -> str | None:
-    total = 0
-    for c, w in zip(first17, USCC_WEIGHTS, strict=True):
-        pos = USCC_ALPHABET.find(c)
-        if pos < 0:
-            return None
-        total += pos * w
+    """GB 32100 check character for 17 characters; None if one is outside the alphabet."""
+    if len(first17) != 17 or not _USCC_CHARS.issuperset(first17):
+        return None
+    total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, first17), USCC_WEIGHTS))
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
 def is_uscc(value: str) -> bool:
     """Unified social credit code (GB 32100) with a valid check character."""
     value = value.upper()
-    if len(value) != 18 or any(c not in USCC_ALPHABET for c in value):
+    if len(value) != 18 or not _USCC_CHARS.issuperset(value):
         return False
     return uscc_check(value[:17]) == value[17]
 

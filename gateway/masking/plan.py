@@ -271,12 +271,20 @@ class Walker:
 
     __slots__ = ("counts", "findings", "key", "plan", "redact_token")
 
-    def __init__(self, plan: MaskPlan, key: bytes, redact_token: str) -> None:
+    def __init__(
+        self,
+        plan: MaskPlan,
+        key: bytes,
+        redact_token: str,
+        counts: dict[str, int] | None = None,
+        findings: dict[str, int] | None = None,
+    ) -> None:
         self.plan = plan
         self.key = key
         self.redact_token = redact_token
-        self.counts: dict[str, int] = {}
-        self.findings: dict[str, int] = {}
+        # Field label -> values masked or removed; identifier kind -> scanner findings.
+        self.counts: dict[str, int] = {} if counts is None else counts
+        self.findings: dict[str, int] = {} if findings is None else findings
 
     def document(self, value: Any) -> Any:
         """Mask a whole JSON document."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
 
@@ -166,6 +166,49 @@ class _MapErrors:
 _redis_errors = _MapErrors()
 
 
+def _coalesced(
+    batch: list[_Counting],
+) -> tuple[list[str], list[int], Callable[[list[int]], list[list[int]]]]:
+    """One script run for a batch, each (current, previous) bucket pair sent once with the
+    sum of its amounts: requests of one principal or to one dataset share their counters,
+    so a batch repeats few keys many times. Returns the keys, the arguments and a function
+    turning the script's answer into each call's own, as if the calls had run one by one in
+    order (a call sees the increments of the calls before it and its own, not those after)."""
+    slots: dict[str, int] = {}  # current bucket key -> its pair's index
+    keys: list[str] = []
+    args: list[int] = []
+    placed: list[list[tuple[int, int]]] = []  # per call: (pair index, amount) per hit
+    for call_keys, call_args, _ in batch:
+        hits = []
+        for i in range(0, len(call_keys), 2):
+            current = call_keys[i]
+            index = slots.get(current)
+            if index is None:
+                index = slots[current] = len(keys) // 2
+                keys += (current, call_keys[i + 1])
+                args += (0, call_args[i + 1])
+            args[2 * index] += call_args[i]
+            hits.append((index, call_args[i]))
+        placed.append(hits)
+
+    def answer(raw: list[int]) -> list[list[int]]:
+        # Walk back from the last call: each call's count is the final one less what the
+        # calls after it added.
+        later = [0] * (len(keys) // 2)
+        out: list[list[int]] = []
+        for hits in reversed(placed):
+            counts: list[int] = []
+            for index, amount in reversed(hits):
+                counts += (int(raw[2 * index + 1]), int(raw[2 * index]) - later[index])
+                later[index] += amount
+            counts.reverse()
+            out.append(counts)
+        out.reverse()
+        return out
+
+    return keys, args, answer
+
+
 def _fail_unanswered(calls: list[_Counting]) -> None:
     """After close() cancelled a batch: nobody may wait for ever."""
     for _, _, done in calls:
@@ -297,16 +340,12 @@ class RedisBackend:
 
     async def _run_batch(self, batch: list[_Counting]) -> None:
         try:
+            keys, args, answer = _coalesced(batch)
             with _redis_errors:
-                raw = await self._count(
-                    [key for keys, _, _ in batch for key in keys],
-                    [arg for _, args, _ in batch for arg in args],
-                )
-            offset = 0
-            for keys, _, done in batch:
+                raw = await self._count(keys, args)
+            for done, counts in zip((done for _, _, done in batch), answer(raw), strict=True):
                 if not done.done():
-                    done.set_result(raw[offset : offset + len(keys)])
-                offset += len(keys)
+                    done.set_result(counts)
         except Exception as exc:
             for _, _, done in batch:
                 if not done.done():

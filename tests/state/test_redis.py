@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
 from gateway.state import MemoryBackend, RedisBackend, StateUnavailable, open_backend
+from gateway.state.redis import _coalesced
 
 PATIENCE = 10.0  # a hang guard, not a timing assertion
 T0 = 1_700_000_000.0
@@ -354,3 +357,40 @@ async def test_a_hung_redis_gives_state_unavailable_instead_of_a_hang(
     finally:
         await state.close()
         await publisher.close()
+
+
+def _script(store: dict[str, int], keys: list[str], args: list[int]) -> list[int]:
+    """The count script's semantics (without expiry), for checking what is sent to it."""
+    out = []
+    for i in range(0, len(keys), 2):
+        store[keys[i]] = store.get(keys[i], 0) + args[i]
+        out += (store[keys[i]], store.get(keys[i + 1], 0))
+    return out
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 3)), min_size=1, max_size=4),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_coalesced_batch_answers_each_call_as_if_run_alone_in_order(
+    calls: list[list[tuple[str, int]]],
+) -> None:
+    """Repeated counters go to Redis once per batch, with their summed amounts."""
+    batch = [
+        (
+            [k for key, _ in hits for k in (f"{key}:1", f"{key}:0")],
+            [a for _, amount in hits for a in (amount, 60_000)],
+            None,
+        )
+        for hits in calls
+    ]
+    one_by_one: dict[str, int] = {"a:0": 5}
+    expected = [_script(one_by_one, keys, args) for keys, args, _ in batch]
+    keys, args, answer = _coalesced(batch)  # type: ignore[arg-type]
+    assert len(set(keys[::2])) == len(keys) // 2, "each counter is sent once"
+    together: dict[str, int] = {"a:0": 5}
+    assert answer(_script(together, keys, args)) == expected
+    assert together == one_by_one
