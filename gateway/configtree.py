@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -74,6 +77,28 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# The folder relative paths are read from while a config is built: the config file's.
+_READ_BASE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "datagate_config_folder", default=None
+)
+
+
+@contextlib.contextmanager
+def reading_from(folder: Path) -> Iterator[None]:
+    """While building a config, find the files it names (keys, secrets) from `folder`."""
+    token = _READ_BASE.set(folder)
+    try:
+        yield
+    finally:
+        _READ_BASE.reset(token)
+
+
+def readable(path: Path) -> Path:
+    """`path` as a file to read while a config is built (see `reading_from`)."""
+    folder = _READ_BASE.get()
+    return folder / path if folder is not None and not path.is_absolute() else path
+
+
 def _secret(value: Any, path: str) -> Secret:
     if isinstance(value, Secret):
         return value
@@ -83,7 +108,7 @@ def _secret(value: Any, path: str) -> Secret:
         ((kind, ref),) = value.items()
         if kind == "file":
             try:
-                return Secret(Path(str(ref)).read_text().strip(), f"file {ref}")
+                return Secret(readable(Path(str(ref))).read_text().strip(), f"file {ref}")
             except OSError as exc:
                 _fail(path, f"cannot read secret file {ref!r}: {exc.strerror}")
         if kind == "env":

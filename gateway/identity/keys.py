@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key as 
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from gateway.configtree import readable
 from gateway.errors import ConfigError
 
 PublicKey = (
@@ -82,7 +83,7 @@ def _key_problem(key: Any) -> str | None:
 def load_pem_public_key(path: Path, where: str) -> PublicKey:
     """Read a PEM public key or X.509 certificate; errors name the config key `where`."""
     try:
-        data = path.read_bytes()
+        data = readable(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {str(path)!r}: {exc.strerror}") from None
     try:
@@ -152,7 +153,7 @@ def _jwk_problem(jwk: Any) -> str | None:
 def load_jwks_file(path: Path, where: str) -> list[VerificationKey]:
     """Read a JWKS file; errors (including any unusable key) name the config key `where`."""
     try:
-        data = path.read_bytes()
+        data = readable(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {str(path)!r}: {exc.strerror}") from None
     try:

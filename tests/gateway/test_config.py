@@ -123,3 +123,47 @@ def test_arbitrary_server_sections_are_accepted_or_refused_with_a_key(data: dict
         parse({**MINIMAL, "server": data})
     except ConfigError as exc:
         assert str(exc).startswith("server.")
+
+
+def test_key_and_secret_files_are_read_from_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative key and secret files are found from the config file's folder, whatever the
+    working directory (a service manager starts the gateway from `/`)."""
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder = tmp_path / "etc"
+    (folder / "keys").mkdir(parents=True)
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    (folder / "keys" / "issuer.pem").write_bytes(
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (folder / "keys" / "hmac.txt").write_text("s" * 40 + "\n")
+    issuers = [
+        {
+            "issuer": "rsa",
+            "audience": "a",
+            "algorithms": ["RS256"],
+            "public_keys": [{"file": "keys/issuer.pem"}],
+        },
+        {
+            "issuer": "hs",
+            "audience": "a",
+            "algorithms": ["HS256"],
+            "secret": {"file": "keys/hmac.txt"},
+        },
+    ]
+    path = folder / "datagate.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "identity": {"issuers": issuers}}))
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    config = load_config(path, environ={})
+    rsa_issuer, hs_issuer = config.identity.issuers
+    assert rsa_issuer.public_keys[0].file == folder / "keys" / "issuer.pem"
+    assert hs_issuer.secret is not None and hs_issuer.secret.reveal() == "s" * 40
+    (folder / "keys" / "hmac.txt").unlink()
+    with pytest.raises(ConfigError, match=r"issuers\[1\]\.secret: cannot read secret file"):
+        load_config(path, environ={})
