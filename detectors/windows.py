@@ -159,21 +159,30 @@ class Windows:
 
     def add_result(self, status: int, bytes_out: int, records_out: int) -> None:
         """The outcome of one request."""
+        m, f, h = self._buckets
+        tm, tf, th = self.minute.totals, self.five.totals, self.hour.totals
         channel = _STATUS_CHANNEL.get(status)
-        for bucket, totals in (
-            (self._buckets[0], self.minute.totals),
-            (self._buckets[1], self.five.totals),
-            (self._buckets[2], self.hour.totals),
-        ):
-            if channel is not None:
-                bucket[channel] += 1
-                totals[channel] += 1
-            if bytes_out:
-                bucket[BYTES] += bytes_out
-                totals[BYTES] += bytes_out
-            if records_out:
-                bucket[RECORDS] += records_out
-                totals[RECORDS] += records_out
+        if channel is not None:
+            m[channel] += 1
+            f[channel] += 1
+            h[channel] += 1
+            tm[channel] += 1
+            tf[channel] += 1
+            th[channel] += 1
+        if bytes_out:
+            m[BYTES] += bytes_out
+            f[BYTES] += bytes_out
+            h[BYTES] += bytes_out
+            tm[BYTES] += bytes_out
+            tf[BYTES] += bytes_out
+            th[BYTES] += bytes_out
+        if records_out:
+            m[RECORDS] += records_out
+            f[RECORDS] += records_out
+            h[RECORDS] += records_out
+            tm[RECORDS] += records_out
+            tf[RECORDS] += records_out
+            th[RECORDS] += records_out
 
     def mark(self, sketch: int, bit: int) -> None:
         """Set `bit` in distinct-count sketch number `sketch` of the hour window."""

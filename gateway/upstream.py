@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -24,6 +23,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import ConfigError
+from gateway.policy.catalog import Timeouts
 
 # What a response may carry before it is refused: bounds a hostile or broken upstream.
 MAX_HEADER_BYTES = 64 * 1024
@@ -53,12 +53,6 @@ class _Stale(UpstreamFailure):
         super().__init__("error", "the upstream closed a kept-alive connection")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect: float
-    total: float
-
-
 class _Connection(asyncio.Protocol):
     """One connection; it carries at most one exchange (request and response) at a time."""
 
@@ -75,7 +69,6 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.response: UpstreamResponse | None = None
-        self.failure: UpstreamFailure | None = None
         self._head_only = False
         self._interim = False
         self._headers: list[tuple[str, str]] = []
@@ -180,7 +173,6 @@ class _Connection(asyncio.Protocol):
     # -- the exchange -----------------------------------------------------------------------
 
     def _fail(self, failure: UpstreamFailure) -> None:
-        self.failure = failure
         waiter, self._headers_done = self._headers_done, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(failure)

@@ -13,7 +13,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.masking.codecs import BodyTransform
-from gateway.upstream import Timeouts, UpstreamFailure, UpstreamPool, UpstreamResponse
+from gateway.policy.catalog import Timeouts
+from gateway.upstream import UpstreamFailure, UpstreamPool, UpstreamResponse
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the proxy ones.
 HOP_BY_HOP = frozenset(
@@ -222,10 +223,7 @@ class ForwardStage:
         dataset = ctx.dataset
         assert dataset is not None, "route stage runs first"
         pool = self._pools[dataset.upstream]
-        custom = dataset.timeouts
-        timeouts = (
-            Timeouts(custom.connect, custom.total) if custom else self._timeouts[dataset.upstream]
-        )
+        timeouts = dataset.timeouts or self._timeouts[dataset.upstream]
         headers = upstream_request_headers(
             ctx,
             forward_authorization=dataset.forward_authorization,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.upstream import Timeouts, UpstreamFailure, UpstreamPool
+from gateway.policy.catalog import Timeouts
+from gateway.upstream import UpstreamFailure, UpstreamPool
 from tests.gateway.conftest import CATALOG, closed_port, gateway_config, running_gateway
 
 QUICK = Timeouts(connect=2.0, total=5.0)
