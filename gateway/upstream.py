@@ -190,9 +190,13 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
         self._headers_done = waiter
         transport.write(head)
-        if body is not None:
-            await self._send_body(body, chunked)
-        return await waiter
+        try:
+            if body is not None:
+                await self._send_body(body, chunked)
+            return await waiter
+        except BaseException:
+            waiter.cancel()  # nobody will wait for the answer now
+            raise
 
     async def _send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
         async for chunk in body:

@@ -428,3 +428,29 @@ async def test_a_compressed_request_body_reaches_the_upstream_as_sent(tmp_path: 
     head, body = seen[-1]
     assert body == packed
     assert b"\r\nContent-Encoding: gzip\r\n" in head
+
+
+async def test_an_answer_before_the_whole_request_body_is_returned() -> None:
+    """An upstream that refuses a large upload at once (413) and closes: the answer comes
+    back, no hang and no error."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+        )
+        await writer.drain()
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(64):
+            yield b"z" * 65536
+            await asyncio.sleep(0.005)
+
+    async with raw_upstream(refuse) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        response = await pool.request(
+            "POST", "/upload", [], upload(), length=64 * 65536, timeouts=QUICK
+        )
+        assert (response.status, await response.read()) == (413, b"big")
+        response.release()
+        await pool.close()
