@@ -16,7 +16,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from urllib.parse import urlsplit
 
 import httptools
@@ -28,6 +28,7 @@ from gateway.policy.catalog import Timeouts
 # What a response may carry before it is refused: bounds a hostile or broken upstream.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
+TOO_MANY_HEADERS = "the upstream sent too many or too large headers"
 # Body bytes buffered before the connection stops reading (resumed below LOW_WATER).
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -63,6 +64,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.reused = False
         self.timer: asyncio.TimerHandle | None = None  # the total timeout of the exchange
+        self.body_pending = False  # the request body is not all sent: never reused
+        self._aborted = False  # closed by the gateway, not by the upstream
         self._loop = asyncio.get_running_loop()
         self._drained: asyncio.Future[None] | None = None
         self._reset()
@@ -73,6 +76,7 @@ class _Connection(asyncio.Protocol):
         self._interim = False
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
+        self._head_fed = 0  # bytes fed while the answer's headers are still incomplete
         self._got_bytes = False
         self._headers_done: asyncio.Future[UpstreamResponse] | None = None
 
@@ -97,6 +101,14 @@ class _Connection(asyncio.Protocol):
             cause = exc.__context__ if isinstance(exc.__context__, UpstreamFailure) else None
             self._fail(cause or UpstreamFailure("error", f"malformed upstream response: {exc}"))
             self.close()
+            return
+        if self.response is None:
+            # llhttp joins a header's pieces before `on_header` sees it: bound what an
+            # unfinished header can grow to.
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEADER_BYTES:
+                self._fail(UpstreamFailure("error", TOO_MANY_HEADERS))
+                self.close()
 
     def eof_received(self) -> bool:
         return False  # close the transport
@@ -105,7 +117,11 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         self.pool._lost(self)
         response = self.response
-        if response is not None and response._until_close and not response.complete:
+        if self._aborted:
+            self._fail(UpstreamFailure("error", "the connection to the upstream was closed"))
+        elif (
+            exc is None and response is not None and response._until_close and not response.complete
+        ):
             response._finish(keep_alive=False)  # the end of a close-delimited body
         elif self._headers_done is not None or (response is not None and not response.complete):
             if self.reused and not self._got_bytes:
@@ -126,17 +142,22 @@ class _Connection(asyncio.Protocol):
     # -- llhttp callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._headers_done is None:
+            # An answer nobody asked for (bytes after the last one, in the same read).
+            raise UpstreamFailure("error", "the upstream sent a response nobody asked for")
         self._headers = []
         self._header_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
-            raise UpstreamFailure("error", "the upstream sent too many or too large headers")
+            raise UpstreamFailure("error", TOO_MANY_HEADERS)
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            raise UpstreamFailure("error", f"the upstream sent an invalid status {status}")
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamFailure("error", "the upstream switched protocols")
@@ -180,7 +201,12 @@ class _Connection(asyncio.Protocol):
             self.response._broken(failure)
 
     async def exchange(
-        self, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool, head_only: bool
+        self,
+        head: bytes,
+        body: AsyncGenerator[bytes, None] | None,
+        chunked: bool,
+        head_only: bool,
+        deadline: float,
     ) -> UpstreamResponse:
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -192,25 +218,46 @@ class _Connection(asyncio.Protocol):
         transport.write(head)
         try:
             if body is not None:
-                await self._send_body(body, chunked)
+                # The total timeout covers the upload too: a client that stalls its body
+                # must not hold an upstream connection.
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._send_body(body, chunked)
+                except TimeoutError:
+                    raise UpstreamFailure(
+                        "timeout", "the request body did not arrive in time"
+                    ) from None
             return await waiter
         except BaseException:
             waiter.cancel()  # nobody will wait for the answer now
             raise
 
-    async def _send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
-        async for chunk in body:
-            transport = self.transport
-            if transport is None:
-                return  # lost: the response (or its absence) says what happened
-            if chunk:
-                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if self._drained is not None and not self._drained.done():
-                await self._drained
-        if chunked and self.transport is not None:
-            self.transport.write(b"0\r\n\r\n")
+    async def _send_body(self, body: AsyncGenerator[bytes, None], chunked: bool) -> None:
+        self.body_pending = True
+        try:
+            async for chunk in body:
+                transport = self.transport
+                if transport is None:
+                    return  # lost: the response (or its absence) says what happened
+                if self.response is not None and self.response.complete:
+                    return  # answered already (an early refusal): the rest is not wanted
+                if chunk:
+                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if self._drained is not None and not self._drained.done():
+                    await self._drained
+            if chunked and self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
+            self.body_pending = False
+        finally:
+            await body.aclose()
+
+    def wake_sender(self) -> None:
+        """The answer is complete: a body upload waiting for the socket to drain stops."""
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def close(self) -> None:
+        self._aborted = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -269,10 +316,11 @@ class UpstreamResponse:
         self.complete = True
         self._keep_alive = keep_alive
         self._conn.pool._exchange_done(self._conn)
+        self._conn.wake_sender()
         self._notify()
 
     def _broken(self, failure: UpstreamFailure) -> None:
-        if not self.complete:
+        if not self.complete and self._failure is None:  # the first failure says what happened
             self._failure = failure
             self._notify()
 
@@ -332,8 +380,10 @@ class UpstreamResponse:
             return
         self._released = True
         conn = self._conn
+        self._resume()  # a connection going back to the pool must be reading
         reusable = self.complete and self._keep_alive and not self._chunks
-        conn.pool._release(conn, reusable and self._failure is None)
+        reusable = reusable and self._failure is None and not conn.body_pending
+        conn.pool._release(conn, reusable)
 
 
 class UpstreamPool:
@@ -378,7 +428,7 @@ class UpstreamPool:
         method: str,
         target: str,
         headers: Iterable[tuple[str, str]],
-        body: AsyncIterator[bytes] | None,
+        body: AsyncGenerator[bytes, None] | None,
         *,
         length: int | None,
         timeouts: Timeouts,
@@ -393,7 +443,7 @@ class UpstreamPool:
             conn = await self._acquire(timeouts.connect, deadline)
             conn.timer = loop.call_at(deadline, self._expire, conn)
             try:
-                response = await conn.exchange(head, body, chunked, method == "HEAD")
+                response = await conn.exchange(head, body, chunked, method == "HEAD", deadline)
             except _Stale:
                 self._release(conn, False)
                 if retry:
@@ -456,13 +506,13 @@ class UpstreamPool:
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-            except TimeoutError:
-                raise UpstreamFailure(
-                    "timeout", "no upstream connection came free in time"
-                ) from None
-            except BaseException:
+            except BaseException as exc:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # this turn was given to us: pass it on
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamFailure(
+                        "timeout", "no upstream connection came free in time"
+                    ) from None
                 raise
 
     async def _connect(self, timeout: float) -> _Connection:
@@ -516,7 +566,8 @@ class UpstreamPool:
     def _release(self, conn: _Connection, reusable: bool) -> None:
         self._exchange_done(conn)
         self._busy.discard(conn)
-        if reusable and conn.transport is not None and not self._closed:
+        transport = conn.transport
+        if reusable and transport is not None and not transport.is_closing() and not self._closed:
             conn.response = None
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
@@ -542,7 +593,7 @@ class UpstreamPool:
     async def close(self) -> None:
         self._closed = True
         for conn in list(self._open):
-            conn.close()
+            conn.close()  # a response still coming fails, never ends early
         self._open.clear()
         self._idle.clear()
         while self._waiters:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.context import RequestContext
@@ -190,7 +191,7 @@ class ForwardStage:
             await pool.close()
         self._pools.clear()
 
-    def _body(self, ctx: RequestContext) -> AsyncIterator[bytes] | None:
+    def _body(self, ctx: RequestContext) -> AsyncGenerator[bytes, None] | None:
         request = ctx.request
         if not request.body_exists:
             return None
@@ -204,17 +205,21 @@ class ForwardStage:
                 "bad_request", f"Expect: {expect} is not supported", reason="bad_expect"
             )
 
-        async def stream() -> AsyncIterator[bytes]:
+        async def stream() -> AsyncGenerator[bytes, None]:
             if expect is not None and request.version >= (1, 1):
                 # The client waits for this before it sends the body.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             seen = 0
-            async for chunk in request.content.iter_chunked(CHUNK):
-                seen += len(chunk)
-                if seen > limit:
-                    ctx.extra["request_too_large"] = True
-                    raise RequestTooLarge
-                yield chunk
+            try:
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    seen += len(chunk)
+                    if seen > limit:
+                        ctx.extra["request_too_large"] = True
+                        raise RequestTooLarge
+                    yield chunk
+            except (ConnectionError, HttpProcessingError) as exc:
+                # The client went away mid-body, or sent bad chunked framing.
+                raise ClientBodyError(type(exc).__name__) from None
 
         return stream()
 
@@ -244,6 +249,12 @@ class ForwardStage:
         except RequestTooLarge:
             raise GatewayError(
                 "payload_too_large", f"request body is over {self._request_max} bytes"
+            ) from None
+        except ClientBodyError as exc:
+            raise GatewayError(
+                "bad_request",
+                f"the request body was cut short or malformed ({exc})",
+                reason="bad_body",
             ) from None
         except UpstreamFailure as exc:
             if ctx.extra.get("request_too_large"):
@@ -342,12 +353,16 @@ class ForwardStage:
 
 
 def upstream_error(ctx: RequestContext, exc: UpstreamFailure, what: str = "") -> GatewayError:
-    """The consumer-facing error for a failed exchange (the reason names the failure)."""
+    """The consumer-facing error for a failed exchange (the message names the failure)."""
     ctx.extra["upstream_failure"] = exc.kind
     if exc.kind == "timeout":
-        return GatewayError("upstream_timeout", "the upstream did not answer in time")
+        return GatewayError("upstream_timeout", str(exc))
     return GatewayError("upstream_error", f"the upstream {what}failed: {exc}")
 
 
 class RequestTooLarge(Exception):
     """The streamed request body went over the configured limit."""
+
+
+class ClientBodyError(Exception):
+    """The client's request body could not be read to its end."""

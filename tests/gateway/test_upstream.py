@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import socket
+import struct
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -454,3 +457,180 @@ async def test_an_answer_before_the_whole_request_body_is_returned() -> None:
         assert (response.status, await response.read()) == (413, b"big")
         response.release()
         await pool.close()
+
+
+# --- found in review: each of these failed before its fix ---------------------------------
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST instead of a FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_a_stalled_upload_times_out_and_frees_its_connection() -> None:
+    async def wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"first part"
+        await asyncio.sleep(30)  # the client stops sending
+        yield b"never"
+
+    async with raw_upstream(wait) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        with pytest.raises(UpstreamFailure, match="body did not arrive in time") as err:
+            await pool.request("POST", "/x", [], stalls(), length=100, timeouts=Timeouts(1, 0.3))
+        assert err.value.kind == "timeout"
+        assert await get(pool) == (200, b'{"ok":true}'), "the pool slot came back"
+        await pool.close()
+
+
+async def test_an_early_answer_on_a_kept_alive_connection_stops_the_upload() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(b"refused"))  # keeps the connection, never reads the body
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(512):
+            yield b"u" * 65536
+
+    async with raw_upstream(refuse) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        # Not a timing check: without the fix the upload waits for the upstream to read,
+        # which it never does, and the total timeout was cancelled by the answer.
+        response = await asyncio.wait_for(
+            pool.request("POST", "/x", [], upload(), length=512 * 65536, timeouts=Timeouts(1, 60)),
+            20,
+        )
+        assert (response.status, await response.read()) == (200, b"refused")
+        response.release()
+        # Half a request body went up: that connection is never used again.
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_a_reset_in_a_body_without_a_length_is_an_error_not_its_end() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\nid,name\r\n1,al")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        reset(writer)
+
+    async with raw_upstream(cut) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        response = await pool.request("GET", "/x", [], None, length=None, timeouts=QUICK)
+        with pytest.raises(UpstreamFailure, match="closed the connection early"):
+            [chunk async for chunk in response.iter_chunks()]
+        response.release()
+        await pool.close()
+
+
+async def test_bytes_after_an_answer_are_never_taken_as_the_next_answer() -> None:
+    async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        # An answer, then in the same write the start of another nobody asked for.
+        writer.write(answer(b"for-A") + b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n")
+        await writer.drain()
+        await read_request(reader)
+        writer.write(b"\r\nsomeone's" + answer(b"for-B"))
+        await writer.drain()
+
+    async with raw_upstream(split) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        assert await get(pool) == (200, b"for-A")
+        # The second request gets a connection of its own, and the first answer again.
+        assert await get(pool) == (200, b"for-A")
+        await pool.close()
+    assert up.connections == 2
+
+
+async def test_an_endless_header_is_refused_at_the_limit() -> None:
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Flood: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(256):  # 16 MiB, never ending the header
+                writer.write(b"f" * 65536)
+                await writer.drain()
+
+    async with raw_upstream(flood) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        tracemalloc.start()
+        try:
+            with pytest.raises(UpstreamFailure, match="too many or too large headers"):
+                await get(pool)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        await pool.close()
+    assert peak < 4 << 20, f"{peak >> 20} MiB traced for one header"
+
+
+@pytest.mark.parametrize("status", [b"099", b"600", b"999"])
+async def test_a_status_outside_100_to_599_is_an_error(status: bytes) -> None:
+    async with raw_upstream(
+        keep_alive(b"HTTP/1.1 " + status + b" X\r\nContent-Length: 0\r\n\r\n")
+    ) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        with pytest.raises(UpstreamFailure, match="invalid status"):
+            await get(pool)
+        await pool.close()
+
+
+async def test_a_turn_given_to_a_waiter_at_its_deadline_is_passed_on() -> None:
+    async with raw_upstream(keep_alive(answer(b"ok"))) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        loop = asyncio.get_running_loop()
+        held = await pool.request("GET", "/a", [], None, length=None, timeouts=QUICK)
+        await held.read()
+        at = loop.time() + 0.2
+        loop.call_at(at, held.release)  # given back exactly at the first waiter's deadline
+        first = asyncio.ensure_future(pool._acquire(1.0, at))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(get(pool, timeouts=Timeouts(1, 2)))
+        with contextlib.suppress(UpstreamFailure):
+            conn = await first
+            pool._release(conn, True)
+        assert await asyncio.wait_for(second, 1.5) == (200, b"ok")
+        await pool.close()
+
+
+async def test_a_connection_back_in_the_pool_is_reading_again() -> None:
+    big = b"z" * 300_000
+    async with raw_upstream(keep_alive(answer(big))) as up:
+        pool = UpstreamPool("up", up.url, 1)
+        response = await pool.request("GET", "/1", [], None, length=None, timeouts=QUICK)
+        await asyncio.sleep(0.3)  # the whole body is in before it is read: reading paused
+        assert await response.read() == big
+        response.release()
+        assert await get(pool, timeouts=Timeouts(1, 2)) == (200, big)
+        await pool.close()
+    assert up.connections == 1
+
+
+async def test_a_client_that_goes_away_mid_upload_is_recorded_as_a_bad_body(
+    proxy: Any, upstream: Any
+) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        b"POST /api/open/items HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n"
+        b"Authorization: Bearer " + proxy.token().encode() + b"\r\n\r\n0123456789"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.transport.abort()
+    requests = proxy.gateway.metrics.requests
+    for _ in range(50):
+        if ("open", "400", "deny") in requests._requests:
+            break
+        await asyncio.sleep(0.05)
+    assert ("open", "400", "deny") in requests._requests
+    assert not any(status == "503" for _, status, _ in requests._requests)
