@@ -165,6 +165,23 @@ class Incidents:
         self._raised(incident)
         return incident
 
+    async def store_unstored(self) -> int:
+        """Write the incidents raised while the store was down into it, once it answers again,
+        so the admin API and `datagate incidents` list them too (the sinks have them already).
+        Repeats then find them by their dedup key, unless one raised meanwhile took the key.
+        Returns how many were stored; raises StateUnavailable if the store is still down."""
+        stored = 0
+        for key, incident in list(self._unstored.items()):
+            kept = {k: v for k, v in incident.items() if k != "stored"}
+            uid = kept["finding_info"]["uid"]
+            await self.backend.hset(HASH, uid, orjson.dumps(kept))
+            await self.backend.hcas(KEYS, key, None, uid.encode())
+            del self._unstored[key]
+            stored += 1
+        if stored:
+            log.info("incidents_stored_after_outage", incidents=stored)
+        return stored
+
     def _raised(self, incident: dict[str, Any], encoded: bytes | None = None) -> None:
         self.sinks.emit(incident, encoded)
         log.warning(
@@ -270,6 +287,8 @@ class Incidents:
         while True:
             await asyncio.sleep(self.config.escalation_interval)
             try:
+                if self._unstored:
+                    await self.store_unstored()
                 await self.escalate_overdue()
             except StateUnavailable as exc:
                 log.warning("incident_escalation_skipped", error=str(exc))

@@ -14,7 +14,7 @@ from gateway.incidents.model import WorkflowError
 from gateway.incidents.service import IncidentNotFound, Incidents
 from gateway.incidents.sinks import FileSink, Sinks
 from gateway.state import RedisBackend, StateBackend
-from tests.incidents.conftest import Clock, Finding, free_port
+from tests.incidents.conftest import Clock, Finding, RedisServer, free_port
 
 
 def file_lines(path: Path) -> list[dict[str, object]]:
@@ -172,3 +172,30 @@ async def test_two_processes_raising_the_same_detection_share_one_incident(
     assert a["finding_info"]["uid"] == b["finding_info"]["uid"] and b["count"] == 2
     for backend in backends:
         await backend.close()
+
+
+async def test_incidents_raised_during_an_outage_are_stored_once_it_ends(
+    clock: Clock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The SOC's list and the CLI show them too, and a repeat after the outage updates the
+    incident raised during it rather than raising a second one."""
+    backend = RedisBackend(redis_server.url, "t:", timeout=0.2)
+    sinks = Sinks([FileSink(FileSinkConfig(path=tmp_path / "incidents.jsonl"))])
+    service = Incidents(backend, IncidentsConfig(), sinks, clock)
+    await service.start()
+    await redis_server.stop()
+    during = await service.raise_detection(Finding())
+    assert during["stored"] is False
+    with pytest.raises(StateUnavailable):
+        await service.store_unstored()
+    await redis_server.start()
+    assert await service.store_unstored() == 1
+    [listed] = await service.search()
+    assert listed["finding_info"]["uid"] == during["finding_info"]["uid"]
+    assert "stored" not in listed
+    clock.advance(1)
+    after = await service.raise_detection(Finding())
+    assert after["finding_info"]["uid"] == during["finding_info"]["uid"] and after["count"] == 2
+    assert await service.store_unstored() == 0
+    await service.close()
+    await backend.close()
