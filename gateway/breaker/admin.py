@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin.app import PRINCIPAL
+from gateway.admin.app import PRINCIPAL, admin_error
 from gateway.breaker.config import SCOPES
 from gateway.breaker.core import BreakerState
 from gateway.breaker.store import Breakers
@@ -26,14 +26,8 @@ class BadField(ValueError):
         self.field = field
 
 
-def bad_request(exc: BadField) -> web.Response:
-    return web.json_response(
-        {"error": "bad_request", "message": str(exc), "field": exc.field}, status=400
-    )
-
-
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+def bad_request(request: web.Request, exc: BadField) -> web.Response:
+    return admin_error(request, 400, "bad_request", str(exc), field=exc.field)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -101,7 +95,7 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
         try:
             states = await breakers.list_all()
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker state is unavailable: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker state is unavailable: {exc}")
         now = clock()
         items = [view(s, now) for s in states]
         if request.query.get("all") not in ("1", "true"):
@@ -122,12 +116,12 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
                 raise BadField("until", "a forced-open breaker is lifted only by a reset")
             state = await breakers.soc_open(scope, key, by, note, until, mode == "forced_open")
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         except ValueError as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "body"
-            return bad_request(BadField(field, str(exc).split(": ", 1)[-1]))
+            return bad_request(request, BadField(field, str(exc).split(": ", 1)[-1]))
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker not changed: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker not changed: {exc}")
         return web.json_response({"breaker": view(state, clock())}, status=201)
 
     @table.post("/breakers/reset")
@@ -138,9 +132,9 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
             scope, key, note = _target(body)
             state = await breakers.reset(scope, key, by, note)
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker not changed: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker not changed: {exc}")
         return web.json_response({"breaker": view(state, clock())})
 
     return table

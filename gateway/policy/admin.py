@@ -8,16 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin.app import PRINCIPAL
+from gateway.admin.app import PRINCIPAL, admin_error
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
 from gateway.policy.grants import Grant, GrantError, GrantStore, iso
 from gateway.policy.store import PolicyStore
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
 def _actor(request: web.Request) -> str | None:
@@ -56,38 +52,44 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
     async def add_grant(request: web.Request) -> web.Response:
         actor = _actor(request)
         if actor is None:
-            return _error(403, "forbidden", "no authenticated principal on this request")
+            return admin_error(
+                request, 403, "forbidden", "no authenticated principal on this request"
+            )
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "bad_request", "body is not valid JSON")
+            return admin_error(request, 400, "bad_request", "body: is not valid JSON", field="body")
         try:
             grant = await grants.add(body, actor)
         except GrantError as exc:
-            return _error(400, "bad_request", str(exc), problems=exc.problems)
+            return admin_error(request, 400, "bad_request", str(exc), problems=exc.problems)
         except StateUnavailable as exc:
-            return _error(503, "unavailable", f"grant not stored: {exc}")
+            return admin_error(request, 503, "unavailable", f"grant not stored: {exc}")
         return web.json_response({"grant": grant_view(grant, clock())}, status=201)
 
     @table.delete("/grants/{id}")
     async def revoke_grant(request: web.Request) -> web.Response:
         actor = _actor(request)
         if actor is None:
-            return _error(403, "forbidden", "no authenticated principal on this request")
+            return admin_error(
+                request, 403, "forbidden", "no authenticated principal on this request"
+            )
         grant_id = request.match_info["id"]
         try:
             grant = await grants.revoke(grant_id, actor)
         except StateUnavailable as exc:
-            return _error(503, "unavailable", f"grant not revoked: {exc}")
+            return admin_error(request, 503, "unavailable", f"grant not revoked: {exc}")
         if grant is None:
-            return _error(404, "not_found", f"no grant {grant_id!r}")
+            return admin_error(request, 404, "not_found", f"no grant {grant_id!r}")
         return web.json_response({"revoked": grant_view(grant, clock())})
 
     @table.post("/policy/reload")
     async def reload_policy(request: web.Request) -> web.Response:
         result = await store.reload("api")
         if result.status == "rejected":
-            return _error(422, "policy_rejected", result.message, version=result.version)
+            return admin_error(
+                request, 422, "policy_rejected", result.message, version=result.version
+            )
         return web.json_response({"status": result.status, "version": result.version})
 
     @table.get("/policy")
