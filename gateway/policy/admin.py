@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.app import PRINCIPAL, admin_error
+from gateway.breaker.admin import BadField, bad_request, flag, only_params, read_json
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
@@ -37,6 +37,11 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
 
     @table.get("/grants")
     async def list_grants(request: web.Request) -> web.Response:
+        try:
+            only_params(request.query, ["dataset", "all"])
+            everything = flag(request.query, "all")
+        except BadField as exc:
+            return bad_request(request, exc)
         now = clock()
         dataset = request.query.get("dataset")
         items = [
@@ -44,7 +49,7 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
             for g in grants.all_grants()
             if dataset is None or g.dataset == dataset
         ]
-        if request.query.get("all") not in ("1", "true"):
+        if not everything:
             items = [g for g in items if g["state"] != "expired"]
         return web.json_response({"grants": items})
 
@@ -56,9 +61,9 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
                 request, 403, "forbidden", "no authenticated principal on this request"
             )
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return admin_error(request, 400, "bad_request", "body: is not valid JSON", field="body")
+            body = await read_json(request)
+        except BadField as exc:
+            return bad_request(request, exc)
         try:
             grant = await grants.add(body, actor)
         except GrantError as exc:
