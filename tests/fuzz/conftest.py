@@ -17,6 +17,7 @@ import redis
 from gateway.app import Gateway
 from gateway.identity.mint import mint_token
 from tests.gateway.conftest import gateway_config
+from tests.gateway.conftest import upstream as upstream  # the recording upstream, re-exported
 from tests.incidents.conftest import Finding
 
 T = TypeVar("T")
