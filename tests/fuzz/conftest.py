@@ -18,6 +18,9 @@ from gateway.app import Gateway
 from gateway.identity.mint import mint_token
 from tests.gateway.conftest import gateway_config
 from tests.gateway.conftest import upstream as upstream  # the recording upstream, re-exported
+from tests.identity.conftest import ec_key as ec_key  # the identity tests' keys, re-exported
+from tests.identity.conftest import ed_key as ed_key
+from tests.identity.conftest import rsa_key as rsa_key
 from tests.incidents.conftest import Finding
 
 T = TypeVar("T")
