@@ -464,3 +464,22 @@ def test_no_valid_identifier_survives_for_a_caller_below_its_level(data, ctype, 
     text = out.decode()
     for ident in planted:
         assert ident not in text
+
+
+# Found by tests/fuzz/test_fuzz_masking.py: removing columns until one (or none) was left.
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # One column left: itemgetter gave the bare cell and csv wrote one character per
+        # column ("h,e,l,l,o").
+        ("diagnosis,remarks\r\nflu,hello world\r\n", "remarks\r\nhello world\r\n"),
+        # Every column removed: a TypeError, not a MaskingError.
+        ("diagnosis\r\nflu\r\ncold\r\n", "\r\n\r\n\r\n"),
+    ],
+)
+def test_csv_with_one_or_no_column_left(
+    plan: MaskPlan, config: MaskingConfig, body: str, expected: str
+) -> None:
+    out, report = run_body(plan, config, body.encode(), "text/csv", chunk=5)
+    assert out.decode() == expected
+    assert report.masked_fields == {"diagnosis": body.count("\n") - 1}

@@ -123,3 +123,52 @@ def test_generated_identifiers_never_survive(rng: random.Random, parts) -> None:
     for value in values:
         assert value not in out
     assert len(scan_text(out, {})) == len(out)
+
+
+# Found by tests/fuzz/test_fuzz_masking.py, each one a way past the scanner.
+ESCAPED_MOBILE = "".join(f"\\u{ord(c):04x}" for c in "13812345678")
+FULL_WIDTH_ESCAPED = "".join(f"\\u{ord(c) + 0xFEE0:04x}" for c in "13812345678")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked", "kind"),
+    [
+        # Lower-case letters inside a run hid it (a USCC has letters anywhere); a lower-case
+        # check letter at the end of a resident ID was always read (a control).
+        ("代码91350100m000100y43", "代码91350100**********", "uscc"),
+        ("身份证11010519491231002x号", "身份证110105********002x号", "resident_id"),
+        # A backslash before a digit was taken for a JSON escape and the digit skipped; an
+        # escaped backslash was always text (a control).
+        ("\\110105194912310038", "\\110105********0038", "resident_id"),
+        ("a\\\\13812345678", "a\\\\138****5678", "mobile"),
+        # Digits written as JSON escapes where nothing decodes them (a CSV cell, JSON inside
+        # a JSON string), also full-width, also with the escapes escaped again.
+        (f"电话{ESCAPED_MOBILE}", "电话138****5678", "mobile"),
+        (f"{FULL_WIDTH_ESCAPED}。", "138****5678。", "mobile"),
+        (ESCAPED_MOBILE.replace("\\", "\\\\"), "138****5678", "mobile"),
+        ("\\u0031\\u0033812345678", "138****5678", "mobile"),
+    ],
+)
+def test_spellings_found_by_fuzzing_are_masked(text: str, masked: str, kind: str) -> None:
+    counts: dict[str, int] = {}
+    assert scan_text(text, counts) == masked
+    assert counts == {kind: 1}
+    counts = {}
+    assert scan_bytes(text.encode(), counts) == masked.encode()
+    assert counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\n13812345678",  # a JSON escape letter is still skipped: \n then the mobile
+        "\\u000113812345678",
+    ],
+)
+def test_json_escape_letters_before_a_run_are_still_skipped(text: str) -> None:
+    assert scan_text(text, {}).endswith("138****5678")
+
+
+def test_escapes_of_other_characters_are_left_alone() -> None:
+    text = "\\u0020\\u4e2d 1381234567"  # a space, a CJK character, ten digits
+    assert scan_text(text, {}) == text
