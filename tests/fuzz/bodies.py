@@ -148,9 +148,10 @@ def escape_some(text: str, picks: list[bool]) -> str:
         out, i = [], 0
         while i < len(inner):
             c = inner[i]
-            if c == "\\":  # keep existing escapes whole
-                out.append(inner[i : i + 2])
-                i += 2
+            if c == "\\":  # keep existing escapes whole: \n, \u0001
+                size = 6 if inner[i + 1] == "u" else 2
+                out.append(inner[i : i + size])
+                i += size
                 continue
             out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 and next(it, False) else c)
             i += 1

@@ -483,3 +483,18 @@ def test_csv_with_one_or_no_column_left(
     out, report = run_body(plan, config, body.encode(), "text/csv", chunk=5)
     assert out.decode() == expected
     assert report.masked_fields == {"diagnosis": body.count("\n") - 1}
+
+
+# Found by tests/fuzz/test_fuzz_codecs.py: a zlib-wrapped deflate body whose first chunk
+# had one byte was taken for raw deflate and refused (invalid stored block lengths).
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_deflate_read_one_byte_at_a_time(plan: MaskPlan, config: MaskingConfig, chunk: int) -> None:
+    body = orjson.dumps([person(i) for i in range(3)])
+    out, report = run_body(plan, config, zlib.compress(body), encoding="deflate", chunk=chunk)
+    assert orjson.loads(out) == [masked_person(i) for i in range(3)]
+    assert report.records_out == 3
+
+
+def test_a_one_byte_deflate_body_is_truncated(plan: MaskPlan, config: MaskingConfig) -> None:
+    with pytest.raises(MaskingError, match="the compressed upstream body is truncated"):
+        run_body(plan, config, zlib.compress(b"[]")[:1], encoding="deflate")
