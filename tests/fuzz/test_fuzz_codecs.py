@@ -150,7 +150,7 @@ def mutate(data: bytes, steps: list[tuple[str, int, int]]) -> bytes:
     return bytes(buf)
 
 
-@fuzz(400)
+@fuzz(300)
 @given(
     body=bodies(),
     steps=st.lists(mutation, min_size=1, max_size=4),

@@ -192,7 +192,7 @@ def assert_usable(config: Config) -> None:
     walk(config, "")
 
 
-@fuzz(500)
+@fuzz(300)
 @given(trees)
 def test_any_tree_is_a_config_or_one_config_error_naming_a_key(data: Any) -> None:
     result = outcome(data)
@@ -246,7 +246,7 @@ yaml_text = st.one_of(
 )
 
 
-@fuzz(300)
+@fuzz(200)
 @given(text=yaml_text)
 def test_any_config_file_is_a_config_or_one_config_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "datagate.yaml"

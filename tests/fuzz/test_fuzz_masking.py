@@ -222,7 +222,7 @@ async def masking_gateway(tmp_path: Path, scripted: ScriptedUpstream) -> Any:
         yield running
 
 
-@fuzz(60)
+@fuzz(100)
 @given(
     document=documents(),
     content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/csv"]),
