@@ -202,15 +202,23 @@ def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
 
 def _unescaped(text: str) -> tuple[str, list[int]]:
     """`text` with its escaped digits and letters decoded, and where each character of the
-    result starts in `text` (plus the end)."""
+    result starts in `text` (plus the end). One backslash is an escape, two are an escape
+    escaped once more (JSON inside a JSON string); more also leave a literal backslash, which
+    separates what is before it from the character."""
     parts: list[str] = []
     starts: list[int] = []
     pos = 0
     for m in _ESCAPED_ALNUM.finditer(text):
         parts.append(text[pos : m.start()])
         starts.extend(range(pos, m.start()))
+        slashes = text.index("u", m.start()) - m.start()
+        escape = m.start()
+        if slashes > 2:
+            parts.append("\\")
+            starts.append(m.start())
+            escape += slashes - 1
         parts.append(chr(int(m.group(1), 16)))
-        starts.append(m.start())
+        starts.append(escape)
         pos = m.end()
     parts.append(text[pos:])
     starts.extend(range(pos, len(text) + 1))

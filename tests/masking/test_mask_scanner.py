@@ -172,3 +172,13 @@ def test_json_escape_letters_before_a_run_are_still_skipped(text: str) -> None:
 def test_escapes_of_other_characters_are_left_alone() -> None:
     text = "\\u0020\\u4e2d 1381234567"  # a space, a CJK character, ten digits
     assert scan_text(text, {}) == text
+
+
+def test_an_escape_after_an_escaped_backslash_starts_a_new_identifier() -> None:
+    """Found by the long fuzz run: in `...005\\\\\\u0031...` the first two backslashes are a
+    literal backslash, which separates the card before it from the resident ID after it;
+    read as one 36-digit run, neither was masked."""
+    text = "620000\\u003000000000005\\\\\\u003110105200001\\u003010008"
+    counts: dict[str, int] = {}
+    assert scan_text(text, counts) == "620000********0005\\\\110105********0008"
+    assert counts == {"bank_card": 1, "resident_id": 1}
