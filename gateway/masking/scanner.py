@@ -202,23 +202,27 @@ def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
 
 def _unescaped(text: str) -> tuple[str, list[int]]:
     """`text` with its escaped digits and letters decoded, and where each character of the
-    result starts in `text` (plus the end). One backslash is an escape, two are an escape
-    escaped once more (JSON inside a JSON string); more also leave a literal backslash, which
-    separates what is before it from the character."""
+    result starts in `text` (plus the end).
+
+    n backslashes before the `u`: an odd n ends in an escape (n - 1 are escaped backslashes);
+    n = 2, 6, 10 ... is an escape written inside a JSON string once more (JSON in JSON);
+    n = 4, 8 ... is backslashes and text. The backslashes before the escape stay: they are
+    text (a separator), and keeping an even number of them keeps the JSON valid."""
     parts: list[str] = []
     starts: list[int] = []
     pos = 0
     for m in _ESCAPED_ALNUM.finditer(text):
+        slashes = text.index("u", m.start()) - m.start()
+        if slashes % 4 == 0:
+            continue
+        kept = slashes - 1 if slashes % 2 else slashes - 2
         parts.append(text[pos : m.start()])
         starts.extend(range(pos, m.start()))
-        slashes = text.index("u", m.start()) - m.start()
-        escape = m.start()
-        if slashes > 2:
+        if kept:
             parts.append("\\")
             starts.append(m.start())
-            escape += slashes - 1
         parts.append(chr(int(m.group(1), 16)))
-        starts.append(escape)
+        starts.append(m.start() + kept)
         pos = m.end()
     parts.append(text[pos:])
     starts.extend(range(pos, len(text) + 1))

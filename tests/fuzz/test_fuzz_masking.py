@@ -8,6 +8,7 @@ A body the codecs cannot mask is refused (MaskingError): that is safe, and count
 from __future__ import annotations
 
 import csv
+import io
 import uuid
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,21 @@ def check(body: bytes, content_type: str, encoding: str | None, cuts: list[int],
     event("masked")
     leaked = leaked_identifiers(out)
     assert not leaked, f"unmasked identifiers reached the client: {leaked}\n{out[:2000]!r}"
+    assert_well_formed(out, content_type)
+
+
+def assert_well_formed(out: bytes, content_type: str) -> None:
+    """Masking keeps the body readable in its format (a mask must not break the syntax)."""
+    if content_type == "application/json":
+        orjson.loads(out)
+    elif content_type == "application/x-ndjson":
+        for line in out.splitlines():
+            if line.strip():
+                orjson.loads(line)
+    else:
+        delimiter = "\t" if content_type.startswith("text/tab") else ","
+        text = out.decode("utf-8")
+        list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
 
 
 common = {

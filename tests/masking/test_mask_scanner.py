@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -182,3 +183,18 @@ def test_an_escape_after_an_escaped_backslash_starts_a_new_identifier() -> None:
     counts: dict[str, int] = {}
     assert scan_text(text, counts) == "620000********0005\\\\110105********0008"
     assert counts == {"bank_card": 1, "resident_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("\\u00313812345678", "138****5678"),  # JSON in JSON: an escape, escaped once more
+        ("\\\\\\u00313812345678", "\\\\138****5678"),  # a backslash, then an escape
+        ("\\\\u00313812345678", "\\\\u00313812345678"),  # backslashes and text: no digit
+    ],
+)
+def test_masking_escapes_keeps_the_json_valid(value: str, masked: str) -> None:
+    """Masking from the escape's own backslash (not from the first backslash before it) keeps
+    an even number of backslashes, so the JSON stays valid."""
+    out = scan_bytes(orjson.dumps({"a": value}), {})
+    assert orjson.loads(out) == {"a": masked}
