@@ -99,6 +99,8 @@ def _secret(value: Any, path: str) -> Secret:
                 return Secret(Path(str(ref)).read_text().strip(), f"file {ref}")
             except OSError as exc:
                 _fail(path, f"cannot read secret file {ref!r}: {exc.strerror}")
+            except ValueError:  # a NUL in the name, or a file that is not text
+                _fail(path, f"cannot read secret file {ref!r}: not a readable text file")
         if kind == "env":
             if str(ref) not in os.environ:
                 _fail(path, f"environment variable {ref!r} is not set")
@@ -174,7 +176,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             return value
         _fail(path, f"expected a string, got {value!r}")
     if tp is Path:
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and "\x00" not in value:  # no OS takes a NUL
             return Path(value)
         _fail(path, f"expected a path, got {value!r}")
     _fail(path, f"unsupported type {_type_name(tp)}")

@@ -58,6 +58,7 @@ def parse(data: dict, environ: dict | None = None) -> object:
         ({**MINIMAL, "server": {"a b": 1}}, "server['a b']: unknown key"),
         ({**MINIMAL, "": {}}, "config['']: unknown key"),
         ({**MINIMAL, "server": {1: 1}}, "server[1]: unknown key"),
+        ({**MINIMAL, "data_dir": "var\x00x"}, "data_dir: expected a path, got 'var"),
     ],
 )
 def test_bad_config_names_the_key_and_the_problem(data: dict, message: str) -> None:
@@ -139,6 +140,12 @@ def test_secrets_come_from_files_or_environment_and_never_print(
         build(WithSecret, {"key": {"file": str(tmp_path / "nope")}})
     with pytest.raises(ConfigError, match="key: expected a secret"):
         build(WithSecret, {"key": {"vault": "x"}})
+    # Found by tests/fuzz/test_fuzz_config.py: these raised ValueError, not ConfigError.
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    for ref in (str(tmp_path / "binary"), "key\x00file"):
+        with pytest.raises(ConfigError) as info:
+            build(WithSecret, {"key": {"file": ref}})
+        assert str(info.value) == f"key: cannot read secret file {ref!r}: not a readable text file"
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), st.integers() | st.text(), max_size=4))
