@@ -108,12 +108,16 @@ def find(view: bytes) -> list[Span]:
         if end < 0:
             end = n
         pos = end
+        begins: tuple[int, ...] = (start,)
         if start and view[start - 1] == 0x5C:
-            start = _after_escape(view, start, end)
-        if 11 <= end - start <= 19:
-            kind = classify(view[start:end].decode("ascii"))
+            # After a backslash the run may begin with an escape's letters (JSON \n138...)
+            # or be text (\b0000... in a CSV cell is a lower-case USCC): read it both ways.
+            begins = (_after_escape(view, start, end), start)
+        for begin in begins:
+            kind = classify(view[begin:end].decode("ascii")) if 11 <= end - begin <= 19 else None
             if kind is not None:
-                spans.append((start, end, kind))
+                spans.append((begin, end, kind))
+                break
     if b"@" in view:
         spans.extend(_emails(view))
         spans.sort()

@@ -142,6 +142,9 @@ FULL_WIDTH_ESCAPED = "".join(f"\\u{ord(c) + 0xFEE0:04x}" for c in "13812345678")
         # escaped backslash was always text (a control).
         ("\\110105194912310038", "\\110105********0038", "resident_id"),
         ("a\\\\13812345678", "a\\\\138****5678", "mobile"),
+        # A lower-case USCC that begins with a JSON escape letter, after a backslash (the long
+        # run): the letter was skipped as an escape's.
+        ("\\b0000000000000000l", "\\b0000000**********", "uscc"),
         # Digits written as JSON escapes where nothing decodes them (a CSV cell, JSON inside
         # a JSON string), also full-width, also with the escapes escaped again.
         (f"电话{ESCAPED_MOBILE}", "电话138****5678", "mobile"),
