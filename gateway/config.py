@@ -16,7 +16,7 @@ import yaml
 from detectors.config import DetectionConfig
 from gateway.audit.config import AuditConfig
 from gateway.breaker.config import BreakerConfig
-from gateway.configtree import build, env_overrides, field, reading_from
+from gateway.configtree import blame_environment, build, env_overrides, field, reading_from
 from gateway.errors import ConfigError
 from gateway.identity.config import IdentityConfig
 from gateway.incidents.config import IncidentsConfig
@@ -115,9 +115,14 @@ def parse_config(
         raise ConfigError(f"{source}: the config must be a mapping of sections")
     data = copy.deepcopy(data)
     # data_dir is the one top-level key that is not a section: DATAGATE_DATA_DIR.
-    env_overrides(data, os.environ if environ is None else environ, ENV_PREFIX, ("data_dir",))
-    with reading_from(base_dir):
-        config = build(Config, data)
+    applied = env_overrides(
+        data, os.environ if environ is None else environ, ENV_PREFIX, ("data_dir",)
+    )
+    try:
+        with reading_from(base_dir):
+            config = build(Config, data)
+    except ConfigError as exc:
+        raise blame_environment(exc, applied) from None
     # What the gateway writes (audit log, incidents) lives under data_dir; what it reads
     # (policies, keys) is found from the config file's folder.
     data_dir = resolve_paths(config.data_dir, base_dir)

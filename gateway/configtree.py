@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from gateway.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Secret", "build", "check", "env_overrides", "field"]
+__all__ = ["Secret", "blame_environment", "build", "check", "env_overrides", "field"]
 
 
 class Secret:
@@ -58,8 +60,19 @@ def field(default: Any = dataclasses.MISSING, *, doc: str = "", **checks: Any) -
     return dataclasses.field(default=default, metadata=meta)
 
 
+_PLAIN_KEY = re.compile(r"[^\s.\[\]:'\"\\]+")
+
+
 def _fail(path: str, problem: str) -> typing.NoReturn:
     raise ConfigError(f"{path or 'config'}: {problem}")
+
+
+def _key_path(path: str, key: Any) -> str:
+    """`path.key`; a key that is not a plain name (empty, spaces, dots, not a string) is
+    shown quoted, `path['a b']`, so the message names it unmistakably on one line."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) and key.isprintable():
+        return f"{path}.{key}" if path else key
+    return f"{path or 'config'}[{key!r}]"
 
 
 def _type_name(tp: Any) -> str:
@@ -111,6 +124,8 @@ def _secret(value: Any, path: str) -> Secret:
                 return Secret(readable(Path(str(ref))).read_text().strip(), f"file {ref}")
             except OSError as exc:
                 _fail(path, f"cannot read secret file {ref!r}: {exc.strerror}")
+            except ValueError:  # a NUL in the name, or a file that is not text
+                _fail(path, f"cannot read secret file {ref!r}: not a readable text file")
         if kind == "env":
             if str(ref) not in os.environ:
                 _fail(path, f"environment variable {ref!r} is not set")
@@ -161,7 +176,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 _fail(path, f"keys must be strings, got {k!r}")
-            out[k] = _convert(vt, v, f"{path}.{k}" if path else k)
+            out[k] = _convert(vt, v, _key_path(path, k))
         return out
     if tp is bool:
         if isinstance(value, bool):
@@ -173,14 +188,20 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         _fail(path, f"expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):  # .nan passes every min/max check; .inf never ends
+                _fail(path, f"expected a finite number, got {value!r}")
+            return number
         _fail(path, f"expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
         _fail(path, f"expected a string, got {value!r}")
     if tp is Path:
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and "\x00" not in value:  # no OS takes a NUL
             return Path(value)
         _fail(path, f"expected a path, got {value!r}")
     _fail(path, f"unsupported type {_type_name(tp)}")
@@ -224,7 +245,7 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            _fail(f"{path}.{key}" if path else str(key), f"unknown key (known keys: {known})")
+            _fail(_key_path(path, key), f"unknown key (known keys: {known})")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -246,11 +267,13 @@ def env_overrides(
     environ: typing.Mapping[str, str],
     prefix: str,
     top_level: typing.Collection[str] = (),
-) -> None:
+) -> dict[str, str]:
     """Apply `PREFIX_SECTION__KEY=value` overrides in place; values parse as YAML scalars.
+    Returns the key paths set (`server.port`) and the variable that set each.
 
     A name without `__` overrides only a key in `top_level` (`PREFIX_DATA_DIR`), so other
     variables that share the prefix (a CLI's `PREFIX_ADMIN_TOKEN`) are left alone."""
+    applied: dict[str, str] = {}
     for name, raw in environ.items():
         if not name.startswith(prefix):
             continue
@@ -270,3 +293,16 @@ def env_overrides(
                 raise ConfigError(f"{name}: {'.'.join(keys)} does not name a config key")
             node = child
         node[keys[-1]] = value
+        applied[".".join(keys)] = name
+    return applied
+
+
+def blame_environment(exc: ConfigError, applied: typing.Mapping[str, str]) -> ConfigError:
+    """`exc`, naming the variable when its key was set (or created) from the environment:
+    `sever: unknown key` alone would send the user looking through the config file."""
+    message = str(exc)
+    where = message.split(": ", 1)[0]
+    for key, name in applied.items():
+        if key == where or key.startswith((where + ".", where + "[")):
+            return ConfigError(f"{message} (set by {name})")
+    return exc

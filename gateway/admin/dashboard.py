@@ -53,22 +53,22 @@ def routes(
     files = _load(static_dir)
     table = web.RouteTableDef()
 
-    def serve(name: str) -> web.Response:
+    def serve(request: web.Request, name: str) -> web.Response:
         found = files.get(name)
         if found is None:
-            return error_json(GatewayError("not_found", f"no dashboard file {name!r}"))
+            return error_json(request, GatewayError("not_found", f"no dashboard file {name!r}"))
         body, content_type = found
         response = web.Response(body=body, content_type=content_type, charset="utf-8")
         response.headers.update(PAGE_HEADERS)
         return response
 
     @table.get("/")
-    async def page(_: web.Request) -> web.Response:
-        return serve("index.html")
+    async def page(request: web.Request) -> web.Response:
+        return serve(request, "index.html")
 
     @table.get("/static/{name}")
     async def static(request: web.Request) -> web.Response:
-        return serve(request.match_info["name"])
+        return serve(request, request.match_info["name"])
 
     @table.get("/stats")
     async def snapshot(_: web.Request) -> web.Response:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from gateway.admin.app import PRINCIPAL
+from gateway.admin.app import PRINCIPAL, admin_error
 from gateway.breaker.config import SCOPES
 from gateway.breaker.core import BreakerState
 from gateway.breaker.store import Breakers
@@ -18,6 +19,7 @@ from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 
 MODES = ("open", "forced_open")
+FLAGS = ("1", "true", "0", "false")
 
 
 class BadField(ValueError):
@@ -26,22 +28,22 @@ class BadField(ValueError):
         self.field = field
 
 
-def bad_request(exc: BadField) -> web.Response:
-    return web.json_response(
-        {"error": "bad_request", "message": str(exc), "field": exc.field}, status=400
-    )
+def bad_request(request: web.Request, exc: BadField) -> web.Response:
+    return admin_error(request, 400, "bad_request", str(exc), field=exc.field)
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+async def read_json(request: web.Request) -> Any:
+    """The request body as strict JSON (RFC 8259: no NaN or Infinity), or BadField naming
+    `body`."""
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadField("body", "is not valid JSON") from None
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or BadField naming `body`."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadField("body", "is not valid JSON") from None
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadField("body", "must be a JSON object")
     return body
@@ -56,6 +58,21 @@ def text(body: dict[str, Any], name: str, required: bool = True) -> str:
     if required and not value.strip():
         raise BadField(name, "must not be empty")
     return value
+
+
+def only_params(query: Mapping[str, str], known: Iterable[str]) -> None:
+    """Refuse a query parameter the endpoint does not read (a typo must not widen a list)."""
+    unknown = set(query) - set(known)
+    if unknown:
+        raise BadField(sorted(unknown)[0], "unknown query parameter")
+
+
+def flag(query: Mapping[str, str], name: str) -> bool:
+    """A yes/no query parameter: 1/true or 0/false; absent is false."""
+    value = query.get(name, "0")
+    if value not in FLAGS:
+        raise BadField(name, f"must be one of {', '.join(FLAGS)}, got {value!r}")
+    return value in ("1", "true")
 
 
 def actor(request: web.Request) -> str:
@@ -99,12 +116,16 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
     @table.get("/breakers")
     async def list_breakers(request: web.Request) -> web.Response:
         try:
+            only_params(request.query, ["all"])
+            everything = flag(request.query, "all")
             states = await breakers.list_all()
+        except BadField as exc:
+            return bad_request(request, exc)
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker state is unavailable: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker state is unavailable: {exc}")
         now = clock()
         items = [view(s, now) for s in states]
-        if request.query.get("all") not in ("1", "true"):
+        if not everything:
             items = [i for i in items if i["effective"] != "closed"]
         return web.json_response({"breakers": items, "view_trusted": breakers.trusted})
 
@@ -122,12 +143,12 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
                 raise BadField("until", "a forced-open breaker is lifted only by a reset")
             state = await breakers.soc_open(scope, key, by, note, until, mode == "forced_open")
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         except ValueError as exc:
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else "body"
-            return bad_request(BadField(field, str(exc).split(": ", 1)[-1]))
+            return bad_request(request, BadField(field, str(exc).split(": ", 1)[-1]))
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker not changed: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker not changed: {exc}")
         return web.json_response({"breaker": view(state, clock())}, status=201)
 
     @table.post("/breakers/reset")
@@ -138,9 +159,9 @@ def routes(breakers: Breakers, clock: Callable[[], float] = time.time) -> web.Ro
             scope, key, note = _target(body)
             state = await breakers.reset(scope, key, by, note)
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"breaker not changed: {exc}")
+            return admin_error(request, 503, "unavailable", f"breaker not changed: {exc}")
         return web.json_response({"breaker": view(state, clock())})
 
     return table
@@ -161,12 +182,27 @@ def _until(body: dict[str, Any], now: float) -> float:
         raise BadField("until", "give until or duration, not both")
     if "duration" in body:
         seconds = body["duration"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
             raise BadField("duration", "must be a positive number of seconds")
-        return now + float(seconds)
+        return _shown(now + float(seconds), "duration", "must end before the year 10000")
     if "until" not in body:
         raise BadField("until", "is required for mode open (or give duration)")
     until = parse_time(body["until"], "until")
     if until <= now:
         raise BadField("until", "must be in the future")
-    return until
+    return _shown(until, "until", "must be before the year 10000 (UTC)")
+
+
+def _shown(ts: float, name: str, problem: str) -> float:
+    """`ts` if `view` can write it as a time: a breaker that cannot be shown would break the
+    breaker list for every SOC user until it is reset."""
+    try:
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        raise BadField(name, problem) from None
+    return ts

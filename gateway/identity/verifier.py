@@ -168,7 +168,7 @@ class Verifier:
         if not isinstance(alg, str) or alg not in issuer.algorithms:
             self._refuse("bad_signature", "the token's algorithm is not allowed for its issuer")
         kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
+        if "kid" in header and not isinstance(kid, str):  # RFC 7515: a string, never null
             self._refuse("malformed", "the token's kid is not a string")
         if "crit" in header or "b64" in header:
             self._refuse("malformed", "the token uses JWS extensions (crit, b64) not accepted here")

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.breaker.admin import BadField, actor, bad_request, error, json_body, parse_time, text
+from gateway.admin.app import admin_error
+from gateway.breaker.admin import BadField, actor, bad_request, json_body, parse_time, text
 from gateway.errors import StateUnavailable
 from gateway.incidents.model import WORKFLOW, WorkflowError
 from gateway.incidents.service import IncidentNotFound, Incidents
@@ -21,11 +22,11 @@ def routes(incidents: Incidents) -> web.RouteTableDef:
         try:
             filters = _filters(request.query)
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         try:
             items = await incidents.search(**filters)
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"incidents are unavailable: {exc}")
+            return admin_error(request, 503, "unavailable", f"incidents are unavailable: {exc}")
         return web.json_response({"incidents": items})
 
     @table.get("/incidents/{id}")
@@ -34,9 +35,9 @@ def routes(incidents: Incidents) -> web.RouteTableDef:
         try:
             return web.json_response({"incident": await incidents.get(incident_id)})
         except IncidentNotFound:
-            return error(404, "not_found", f"no incident {incident_id!r}")
+            return admin_error(request, 404, "not_found", f"no incident {incident_id!r}")
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"incidents are unavailable: {exc}")
+            return admin_error(request, 503, "unavailable", f"incidents are unavailable: {exc}")
 
     async def step(request: web.Request, resolve: bool) -> web.Response:
         by = actor(request)
@@ -49,13 +50,13 @@ def routes(incidents: Incidents) -> web.RouteTableDef:
             else:
                 incident = await incidents.acknowledge(incident_id, by, note)
         except BadField as exc:
-            return bad_request(exc)
+            return bad_request(request, exc)
         except IncidentNotFound:
-            return error(404, "not_found", f"no incident {incident_id!r}")
+            return admin_error(request, 404, "not_found", f"no incident {incident_id!r}")
         except WorkflowError as exc:
-            return error(409, "conflict", str(exc))
+            return admin_error(request, 409, "conflict", str(exc))
         except StateUnavailable as exc:
-            return error(503, "unavailable", f"incident not changed: {exc}")
+            return admin_error(request, 503, "unavailable", f"incident not changed: {exc}")
         return web.json_response({"incident": incident})
 
     @table.post("/incidents/{id}/ack")

@@ -26,14 +26,18 @@ class _Zlib:
     def __init__(self, gzip: bool) -> None:
         self._gzip = gzip
         self._d: zlib._Decompress | None = zlib.decompressobj(31) if gzip else None
+        self._head = b""  # deflate: the first bytes, until there are two to tell the kind
         self._eof = False
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         if self._d is None:
-            if not data:
+            data = self._head + data
+            if len(data) < 2:  # a first chunk of one byte cannot show the zlib header
+                self._head = data
                 return
+            self._head = b""
             # RFC 9110 deflate is zlib-wrapped; raw deflate is a common mistake.
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._d = zlib.decompressobj(15 if wrapped else -15)
         try:
             while data:

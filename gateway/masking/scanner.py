@@ -17,21 +17,28 @@ from gateway.masking.strategies import (
 
 KINDS = ("resident_id", "uscc", "mobile", "bank_card", "email")
 
-# Byte classes: identifier characters (digits, A-Z) -> "0", a-z -> "a", all else -> " ".
-# Identifiers are maximal alphanumeric runs, so `(?<![0-9A-Za-z])` / `(?![0-9A-Za-z])`
-# hold by construction, also next to Chinese text (UTF-8 bytes >= 0x80 are separators).
-_IDCHARS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_CLASS = bytes(
-    ord("0") if b in _IDCHARS else ord("a") if 0x61 <= b <= 0x7A else ord(" ") for b in range(256)
-)
+# Byte classes: ASCII letters and digits -> "0", all else -> " ". Identifiers are maximal
+# alphanumeric runs, so `(?<![0-9A-Za-z])` / `(?![0-9A-Za-z])` hold by construction, also
+# next to Chinese text (UTF-8 bytes >= 0x80 are separators). Letters of either case count:
+# 11010519491231002x and a lower-case USCC are the same identifiers.
+_IDCHARS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_CLASS = bytes(ord("0") if b in _IDCHARS else ord(" ") for b in range(256))
 _RUN = b"0" * 11  # no identifier is shorter than a mobile number
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPE_LETTERS = frozenset(b"bfnrt")  # JSON's one-letter escapes that are letters
 _DOMAIN_RE = re.compile(
     rb"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     rb"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![A-Za-z0-9-])"
 )
 _LOCAL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _LOCAL_REVERSED_RE = re.compile(rb"[A-Za-z0-9._%+-]{1,64}")
+# A digit or letter, ASCII or full-width, written as a JSON escape (\u0031, \uff11), also
+# with more backslashes (\\u0031 is JSON inside a JSON string): whoever decodes reads it.
+_ALNUM_ESCAPE = (
+    r"\\+u(00(?:3[0-9]|[46][1-9a-fA-F]|[57][0-9aA])|[fF][fF](?:1[0-9]|[24][1-9a-fA-F]|[35][0-9aA]))"
+)
+_ESCAPED_ALNUM = re.compile(_ALNUM_ESCAPE)
+_ESCAPED_ALNUM_BYTES = re.compile(_ALNUM_ESCAPE.encode())
 # UTF-8 of the full-width forms that fold to identifier characters (digits, letters, @+-._%).
 _FOLD_PROBE = re.compile(rb"\xef\xbc[\x85\x8b\x8d\x8e\x90-\x99\xa0-\xbf]|\xef\xbd[\x81-\x9a]")
 
@@ -73,7 +80,9 @@ def classify(token: str) -> str | None:
 
 
 def _after_escape(view: bytes, start: int, end: int) -> int:
-    """Skip a JSON escape's letters (`\\n`, `\\u0001`) glued to the front of a run."""
+    """Skip a JSON escape's letters (`\\n`, `\\u0001`) glued to the front of a run. Only
+    JSON's escape letters: a backslash before a digit (`\\110105...` in a CSV cell) is text,
+    and skipping the digit would hide the identifier."""
     slashes = 0
     while start - slashes > 0 and view[start - slashes - 1] == 0x5C:
         slashes += 1
@@ -81,7 +90,7 @@ def _after_escape(view: bytes, start: int, end: int) -> int:
         return start
     if view[start] == 0x75 and end - start >= 5 and _HEX.issuperset(view[start + 1 : start + 5]):
         return start + 5
-    return start + 1
+    return start + 1 if view[start] in _ESCAPE_LETTERS else start
 
 
 def find(view: bytes) -> list[Span]:
@@ -99,12 +108,16 @@ def find(view: bytes) -> list[Span]:
         if end < 0:
             end = n
         pos = end
+        begins: tuple[int, ...] = (start,)
         if start and view[start - 1] == 0x5C:
-            start = _after_escape(view, start, end)
-        if 11 <= end - start <= 19:
-            kind = classify(view[start:end].decode("ascii"))
+            # After a backslash the run may begin with an escape's letters (JSON \n138...)
+            # or be text (\b0000... in a CSV cell is a lower-case USCC): read it both ways.
+            begins = (_after_escape(view, start, end), start)
+        for begin in begins:
+            kind = classify(view[begin:end].decode("ascii")) if 11 <= end - begin <= 19 else None
             if kind is not None:
-                spans.append((start, end, kind))
+                spans.append((begin, end, kind))
+                break
     if b"@" in view:
         spans.extend(_emails(view))
         spans.sort()
@@ -142,7 +155,9 @@ def _without_overlaps(spans: list[Span]) -> list[Span]:
 
 def scan_bytes(data: bytes, counts: dict[str, int], mask: bool = True) -> bytes:
     """Count the identifiers in UTF-8 `data` by kind into `counts`; mask them if `mask`."""
-    if not data.isascii() and _FOLD_PROBE.search(data):
+    if (not data.isascii() and _FOLD_PROBE.search(data)) or (
+        b"\\u" in data and _ESCAPED_ALNUM_BYTES.search(data)
+    ):
         return scan_text(data.decode("utf-8", "surrogatepass"), counts, mask).encode(
             "utf-8", "surrogatepass"
         )
@@ -164,8 +179,13 @@ def scan_bytes(data: bytes, counts: dict[str, int], mask: bool = True) -> bytes:
 
 
 def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
-    """`scan_bytes` for text, folding full-width digits and letters (NFKC width forms)."""
-    view = text.translate(WIDTH_FOLD).encode("ascii", "replace")  # one byte per character
+    """`scan_bytes` for text, folding full-width digits and letters (NFKC width forms) and
+    reading digits and letters written as JSON escapes."""
+    starts: list[int] | None = None  # where each character of `decoded` starts in `text`
+    decoded = text
+    if "\\u" in text and _ESCAPED_ALNUM.search(text):
+        decoded, starts = _unescaped(text)
+    view = decoded.translate(WIDTH_FOLD).encode("ascii", "replace")  # one byte per character
     spans = find(view)
     if not spans:
         return text
@@ -176,11 +196,41 @@ def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
     out: list[str] = []
     last = 0
     for start, end, kind in spans:
-        out.append(text[last:start])
+        begin, stop = (start, end) if starts is None else (starts[start], starts[end])
+        out.append(text[last:begin])
         out.append(MASKERS[kind](view[start:end].decode("ascii")))
-        last = end
+        last = stop
     out.append(text[last:])
     return "".join(out)
+
+
+def _unescaped(text: str) -> tuple[str, list[int]]:
+    """`text` with its escaped digits and letters decoded, and where each character of the
+    result starts in `text` (plus the end).
+
+    n backslashes before the `u`: an odd n ends in an escape (n - 1 are escaped backslashes);
+    n = 2, 6, 10 ... is an escape written inside a JSON string once more (JSON in JSON);
+    n = 4, 8 ... is backslashes and text. The backslashes before the escape stay: they are
+    text (a separator), and keeping an even number of them keeps the JSON valid."""
+    parts: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for m in _ESCAPED_ALNUM.finditer(text):
+        slashes = text.index("u", m.start()) - m.start()
+        if slashes % 4 == 0:
+            continue
+        kept = slashes - 1 if slashes % 2 else slashes - 2
+        parts.append(text[pos : m.start()])
+        starts.extend(range(pos, m.start()))
+        if kept:
+            parts.append("\\")
+            starts.append(m.start())
+        parts.append(chr(int(m.group(1), 16)))
+        starts.append(m.start() + kept)
+        pos = m.end()
+    parts.append(text[pos:])
+    starts.extend(range(pos, len(text) + 1))
+    return "".join(parts), starts
 
 
 def kinds_in(text: str) -> set[str]:

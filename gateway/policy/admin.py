@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from gateway.admin.app import PRINCIPAL
+from gateway.admin.app import PRINCIPAL, admin_error
+from gateway.breaker.admin import BadField, bad_request, flag, only_params, read_json
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
 from gateway.policy.grants import Grant, GrantError, GrantStore, iso
 from gateway.policy.store import PolicyStore
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
 def _actor(request: web.Request) -> str | None:
@@ -41,6 +37,11 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
 
     @table.get("/grants")
     async def list_grants(request: web.Request) -> web.Response:
+        try:
+            only_params(request.query, ["dataset", "all"])
+            everything = flag(request.query, "all")
+        except BadField as exc:
+            return bad_request(request, exc)
         now = clock()
         dataset = request.query.get("dataset")
         items = [
@@ -48,7 +49,7 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
             for g in grants.all_grants()
             if dataset is None or g.dataset == dataset
         ]
-        if request.query.get("all") not in ("1", "true"):
+        if not everything:
             items = [g for g in items if g["state"] != "expired"]
         return web.json_response({"grants": items})
 
@@ -56,38 +57,44 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
     async def add_grant(request: web.Request) -> web.Response:
         actor = _actor(request)
         if actor is None:
-            return _error(403, "forbidden", "no authenticated principal on this request")
+            return admin_error(
+                request, 403, "forbidden", "no authenticated principal on this request"
+            )
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "bad_request", "body is not valid JSON")
+            body = await read_json(request)
+        except BadField as exc:
+            return bad_request(request, exc)
         try:
             grant = await grants.add(body, actor)
         except GrantError as exc:
-            return _error(400, "bad_request", str(exc), problems=exc.problems)
+            return admin_error(request, 400, "bad_request", str(exc), problems=exc.problems)
         except StateUnavailable as exc:
-            return _error(503, "unavailable", f"grant not stored: {exc}")
+            return admin_error(request, 503, "unavailable", f"grant not stored: {exc}")
         return web.json_response({"grant": grant_view(grant, clock())}, status=201)
 
     @table.delete("/grants/{id}")
     async def revoke_grant(request: web.Request) -> web.Response:
         actor = _actor(request)
         if actor is None:
-            return _error(403, "forbidden", "no authenticated principal on this request")
+            return admin_error(
+                request, 403, "forbidden", "no authenticated principal on this request"
+            )
         grant_id = request.match_info["id"]
         try:
             grant = await grants.revoke(grant_id, actor)
         except StateUnavailable as exc:
-            return _error(503, "unavailable", f"grant not revoked: {exc}")
+            return admin_error(request, 503, "unavailable", f"grant not revoked: {exc}")
         if grant is None:
-            return _error(404, "not_found", f"no grant {grant_id!r}")
+            return admin_error(request, 404, "not_found", f"no grant {grant_id!r}")
         return web.json_response({"revoked": grant_view(grant, clock())})
 
     @table.post("/policy/reload")
     async def reload_policy(request: web.Request) -> web.Response:
         result = await store.reload("api")
         if result.status == "rejected":
-            return _error(422, "policy_rejected", result.message, version=result.version)
+            return admin_error(
+                request, 422, "policy_rejected", result.message, version=result.version
+            )
         return web.json_response({"status": result.status, "version": result.version})
 
     @table.get("/policy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -122,18 +123,24 @@ def iso(ts: float) -> str:
 
 
 def parse_time(value: Any, name: str) -> float:
-    """Epoch seconds, or ISO 8601 with an offset."""
+    """Epoch seconds, or ISO 8601 with an offset; a time that `iso` can write back."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        ts = float(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{name}: not an ISO 8601 time: {value!r}") from None
         if parsed.tzinfo is None:
             raise ValueError(f"{name}: needs a UTC offset (e.g. +08:00 or Z): {value!r}")
-        return parsed.timestamp()
-    raise ValueError(f"{name}: expected an ISO 8601 time or epoch seconds, got {value!r}")
+        ts = parsed.timestamp()
+    else:
+        raise ValueError(f"{name}: expected an ISO 8601 time or epoch seconds, got {value!r}")
+    try:
+        iso(ts)
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(f"{name}: not a time in the years 1 to 9999 (UTC): {value!r}") from None
+    return ts
 
 
 def new_grant(
@@ -202,7 +209,12 @@ def new_grant(
         problems.append("expires_at/duration: give exactly one of them")
     elif "duration" in body:
         duration = body["duration"]
-        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration > 0:
+        if (
+            isinstance(duration, int | float)
+            and not isinstance(duration, bool)
+            and math.isfinite(duration)
+            and duration > 0
+        ):
             expires_at = not_before + duration
         else:
             problems.append(f"duration: expected seconds > 0, got {duration!r}")

@@ -18,6 +18,8 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 # Paths the checks below would return unchanged: segments of unreserved characters, dots
 # only between them (no `.`, `..`, trailing dot), no `//` (a trailing `/` is allowed).
 _PLAIN = re.compile(r"(?:/[A-Za-z0-9_~-]+(?:\.+[A-Za-z0-9_~-]+)*)+/?|/")
+# Bytes refused when percent-encoded: / \ % ; ? #
+_ENCODED_REFUSED = frozenset({0x2F, 0x5C, 0x25, 0x3B, 0x3F, 0x23})
 
 
 class PathError(ValueError):
@@ -29,8 +31,10 @@ def normalise_path(raw: str, max_length: int) -> str:
 
     Refused: over-long paths, bad or double percent-encoding, encoded slashes or backslashes,
     control characters and NUL, backslashes, empty segments (`//`), dot-segments (`.`, `..`,
-    also when encoded), segments ending in a dot, matrix parameters (`;`), and characters that
-    Unicode compatibility normalisation would change (look-alikes such as full-width `／`).
+    also when encoded), segments ending in a dot, matrix parameters (`;`), `#` and `?` (raw or
+    encoded: a fragment is never sent on, so the upstream would read a shorter path), and
+    characters that Unicode compatibility normalisation would change (look-alikes such as
+    full-width `／`).
     """
     if len(raw) > max_length:
         raise PathError(f"path is longer than {max_length} characters")
@@ -47,10 +51,14 @@ def checked_path(raw: str) -> str:
         raise PathError("path has a malformed percent-encoding")
     if "\\" in raw or ";" in raw:
         raise PathError("path has a backslash or a ';' parameter")
+    if "#" in raw or "?" in raw:
+        raise PathError("path has a '#' or '?': the upstream would read a shorter path")
     for m in _PERCENT.finditer(raw):
         byte = int(m.group(1), 16)
-        if byte in (0x2F, 0x5C, 0x25, 0x3B) or byte < 0x20 or byte == 0x7F:
-            raise PathError("path has an encoded '/', '\\', '%', ';' or control character")
+        if byte in _ENCODED_REFUSED or byte < 0x20 or byte == 0x7F:
+            raise PathError(
+                "path has an encoded '/', '\\', '%', ';', '?', '#' or control character"
+            )
     path = raw
     if "%" in raw:
         if not raw.isascii():
@@ -102,6 +110,8 @@ class RouteStage:
         raw = ctx.request.raw_path
         raw_path, _, query = raw.partition("?")
         try:
+            if "#" in query:
+                raise PathError("query has a '#': a fragment is never forwarded")
             path = normalise_path(raw_path, self._max)
         except PathError as exc:
             raise GatewayError("bad_request", str(exc), reason="bad_path") from None

@@ -38,6 +38,11 @@ datasets:
         ("/api/population/ｐersons", "look-alikes"),
         ("/api/population/persons\x7f", "control"),
         ("api/population", "start with"),
+        # A fragment is never forwarded: the upstream read /api/population/archive.
+        ("/api/population/archive#/1", "shorter path"),
+        ("/api/population/archive%23/1", "encoded"),
+        ("/api/population/archive%3F/1", "encoded"),
+        ("/api/population/a?b", "shorter path"),
     ],
 )
 def test_ambiguous_paths_are_refused(raw: str, why: str) -> None:

@@ -210,9 +210,11 @@ async def test_unknown_kid(verifier: Verifier, rsa_key: KeyPair, rsa_key2: KeyPa
     await assert_refused(verifier, sign(claims(), rsa_key2.private, "RS256"), "bad_signature")
 
 
-async def test_non_string_kid_is_malformed(verifier: Verifier) -> None:
-    forged = forge({"alg": "HS256", "kid": 7}, claims(), SECRET.encode())
+@pytest.mark.parametrize("kid", [7, None, ["k"]])
+async def test_non_string_kid_is_malformed(verifier: Verifier, kid: object) -> None:
+    forged = forge({"alg": "HS256", "kid": kid}, claims(), SECRET.encode())
     await assert_refused(verifier, forged, "malformed")
+    assert (await refused(verifier, forged)).message == "the token's kid is not a string"
 
 
 async def test_jws_extensions_and_embedded_keys(verifier: Verifier, rsa_key2: KeyPair) -> None:

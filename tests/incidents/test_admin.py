@@ -150,6 +150,66 @@ async def test_bad_input_names_the_field(
     assert data["message"].startswith(f"{field}:")
 
 
+OPEN = {"scope": "principal", "key": "x", "note": "n", "mode": "open"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "message"),
+    [
+        (
+            "GET",
+            "/breakers?all=yes",
+            None,
+            "all",
+            "all: must be one of 1, true, 0, false, got 'yes'",
+        ),
+        ("GET", "/breakers?colour=red", None, "colour", "colour: unknown query parameter"),
+        # An open breaker that cannot be shown broke GET /breakers for everyone (500).
+        (
+            "POST",
+            "/breakers",
+            {**OPEN, "duration": 1e12},
+            "duration",
+            "duration: must end before the year 10000",
+        ),
+        (
+            "POST",
+            "/breakers",
+            {**OPEN, "until": "9999-12-31T23:59:59-14:00"},
+            "until",
+            "until: must be before the year 10000 (UTC)",
+        ),
+        # Python's json module reads NaN and Infinity; the admin API reads strict JSON.
+        (
+            "POST",
+            "/breakers",
+            b'{"scope": "principal", "key": "x", "note": "n", "mode": "open", "duration": NaN}',
+            "body",
+            "body: is not valid JSON",
+        ),
+        ("POST", "/breakers/reset", b'{"scope": NaN}', "body", "body: is not valid JSON"),
+        ("POST", "/incidents/ID/ack", b'{"note": NaN}', "body", "body: is not valid JSON"),
+        ("POST", "/incidents/ID/ack", b"\xff\xfe", "body", "body: is not valid JSON"),
+    ],
+)
+async def test_fuzzed_bad_input_is_refused_exactly(
+    soc: Soc, method: str, path: str, body: object, field: str, message: str
+) -> None:
+    uid = (await soc.incidents.raise_detection(Finding()))["finding_info"]["uid"]
+    kw: dict[str, Any] = {"json": body} if not isinstance(body, bytes) else {"data": body}
+    if isinstance(body, bytes):
+        kw["headers"] = {"Content-Type": "application/json"}
+    resp = await soc.client.request(method, path.replace("ID", uid), **kw)
+    data = await resp.json()
+    assert data.pop("request_id")
+    assert (resp.status, data) == (
+        400,
+        {"error": "bad_request", "message": message, "field": field},
+    )
+    listed = await soc.client.get("/breakers?all=true")
+    assert (listed.status, (await listed.json())["breakers"]) == (200, [])
+
+
 async def test_not_found_and_unauthenticated(soc: Soc) -> None:
     resp = await soc.client.get("/incidents/inc-nope")
     assert (resp.status, (await resp.json())["error"]) == (404, "not_found")

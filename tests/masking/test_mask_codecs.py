@@ -493,3 +493,37 @@ def test_no_valid_identifier_survives_for_a_caller_below_its_level(data, ctype, 
     text = out.decode()
     for ident in planted:
         assert ident not in text
+
+
+# Found by tests/fuzz/test_fuzz_masking.py: removing columns until one (or none) was left.
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # One column left: itemgetter gave the bare cell and csv wrote one character per
+        # column ("h,e,l,l,o").
+        ("diagnosis,remarks\r\nflu,hello world\r\n", "remarks\r\nhello world\r\n"),
+        # Every column removed: a TypeError, not a MaskingError.
+        ("diagnosis\r\nflu\r\ncold\r\n", "\r\n\r\n\r\n"),
+    ],
+)
+def test_csv_with_one_or_no_column_left(
+    plan: MaskPlan, config: MaskingConfig, body: str, expected: str
+) -> None:
+    out, report = run_body(plan, config, body.encode(), "text/csv", chunk=5)
+    assert out.decode() == expected
+    assert report.masked_fields == {"diagnosis": body.count("\n") - 1}
+
+
+# Found by tests/fuzz/test_fuzz_codecs.py: a zlib-wrapped deflate body whose first chunk
+# had one byte was taken for raw deflate and refused (invalid stored block lengths).
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_deflate_read_one_byte_at_a_time(plan: MaskPlan, config: MaskingConfig, chunk: int) -> None:
+    body = orjson.dumps([person(i) for i in range(3)])
+    out, report = run_body(plan, config, zlib.compress(body), encoding="deflate", chunk=chunk)
+    assert orjson.loads(out) == [masked_person(i) for i in range(3)]
+    assert report.records_out == 3
+
+
+def test_a_one_byte_deflate_body_is_truncated(plan: MaskPlan, config: MaskingConfig) -> None:
+    with pytest.raises(MaskingError, match="the compressed upstream body is truncated"):
+        run_body(plan, config, zlib.compress(b"[]")[:1], encoding="deflate")

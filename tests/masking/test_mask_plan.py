@@ -99,6 +99,9 @@ def test_plans_are_cached_per_dataset_and_clearance(dataset: Dataset) -> None:
         {"q": "13812345678"},  # searching by an identifier value
         {"guardian_id": "x"},
         {"id": "x"},  # last segment of a hidden path (family[*].id)
+        {"q": "11010519491231002x"},
+        # Found by tests/fuzz/test_fuzz_masking.py: a lower-case USCC was not read.
+        {"q": "91350100m000100y43"},
     ],
 )
 def test_query_guard_refuses_hidden_fields(dataset: Dataset, query: dict[str, str]) -> None:

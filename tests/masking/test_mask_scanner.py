@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +124,80 @@ def test_generated_identifiers_never_survive(rng: random.Random, parts) -> None:
     for value in values:
         assert value not in out
     assert len(scan_text(out, {})) == len(out)
+
+
+# Found by tests/fuzz/test_fuzz_masking.py, each one a way past the scanner.
+ESCAPED_MOBILE = "".join(f"\\u{ord(c):04x}" for c in "13812345678")
+FULL_WIDTH_ESCAPED = "".join(f"\\u{ord(c) + 0xFEE0:04x}" for c in "13812345678")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked", "kind"),
+    [
+        # Lower-case letters inside a run hid it (a USCC has letters anywhere); a lower-case
+        # check letter at the end of a resident ID was always read (a control).
+        ("代码91350100m000100y43", "代码91350100**********", "uscc"),
+        ("身份证11010519491231002x号", "身份证110105********002x号", "resident_id"),
+        # A backslash before a digit was taken for a JSON escape and the digit skipped; an
+        # escaped backslash was always text (a control).
+        ("\\110105194912310038", "\\110105********0038", "resident_id"),
+        ("a\\\\13812345678", "a\\\\138****5678", "mobile"),
+        # A lower-case USCC that begins with a JSON escape letter, after a backslash (the long
+        # run): the letter was skipped as an escape's.
+        ("\\b0000000000000000l", "\\b0000000**********", "uscc"),
+        # Digits written as JSON escapes where nothing decodes them (a CSV cell, JSON inside
+        # a JSON string), also full-width, also with the escapes escaped again.
+        (f"电话{ESCAPED_MOBILE}", "电话138****5678", "mobile"),
+        (f"{FULL_WIDTH_ESCAPED}。", "138****5678。", "mobile"),
+        (ESCAPED_MOBILE.replace("\\", "\\\\"), "138****5678", "mobile"),
+        ("\\u0031\\u0033812345678", "138****5678", "mobile"),
+    ],
+)
+def test_spellings_found_by_fuzzing_are_masked(text: str, masked: str, kind: str) -> None:
+    counts: dict[str, int] = {}
+    assert scan_text(text, counts) == masked
+    assert counts == {kind: 1}
+    counts = {}
+    assert scan_bytes(text.encode(), counts) == masked.encode()
+    assert counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\n13812345678",  # a JSON escape letter is still skipped: \n then the mobile
+        "\\u000113812345678",
+    ],
+)
+def test_json_escape_letters_before_a_run_are_still_skipped(text: str) -> None:
+    assert scan_text(text, {}).endswith("138****5678")
+
+
+def test_escapes_of_other_characters_are_left_alone() -> None:
+    text = "\\u0020\\u4e2d 1381234567"  # a space, a CJK character, ten digits
+    assert scan_text(text, {}) == text
+
+
+def test_an_escape_after_an_escaped_backslash_starts_a_new_identifier() -> None:
+    """Found by the long fuzz run: in `...005\\\\\\u0031...` the first two backslashes are a
+    literal backslash, which separates the card before it from the resident ID after it;
+    read as one 36-digit run, neither was masked."""
+    text = "620000\\u003000000000005\\\\\\u003110105200001\\u003010008"
+    counts: dict[str, int] = {}
+    assert scan_text(text, counts) == "620000********0005\\\\110105********0008"
+    assert counts == {"bank_card": 1, "resident_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("\\u00313812345678", "138****5678"),  # JSON in JSON: an escape, escaped once more
+        ("\\\\\\u00313812345678", "\\\\138****5678"),  # a backslash, then an escape
+        ("\\\\u00313812345678", "\\\\u00313812345678"),  # backslashes and text: no digit
+    ],
+)
+def test_masking_escapes_keeps_the_json_valid(value: str, masked: str) -> None:
+    """Masking from the escape's own backslash (not from the first backslash before it) keeps
+    an even number of backslashes, so the JSON stays valid."""
+    out = scan_bytes(orjson.dumps({"a": value}), {})
+    assert orjson.loads(out) == {"a": masked}

@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.masking.identifiers import (
     is_bank_card,
     is_resident_id,
+    is_uscc,
     make_bank_card,
     make_mobile,
     make_resident_id,
@@ -344,8 +345,9 @@ _MOBILE = re.compile(r"(?:86)?1[3-9]\d{9}")
 
 
 def _is_identifier(run: str) -> bool:
-    """A whole alphanumeric run that is a valid resident ID, bank card (Luhn) or mobile."""
-    if len(run) == 18 and is_resident_id(run):
+    """A whole alphanumeric run that is a valid resident ID, USCC, bank card (Luhn) or
+    mobile (letters in either case: 11010519491231002x is the same resident ID)."""
+    if len(run) == 18 and (is_resident_id(run) or is_uscc(run)):
         return True
     if run.isdigit() and 16 <= len(run) <= 19 and is_bank_card(run):
         return True
@@ -353,8 +355,8 @@ def _is_identifier(run: str) -> bool:
 
 
 def leaked_identifiers(body: bytes | str) -> list[str]:
-    """Valid resident IDs, bank cards and mobiles in a body (NFKC-folded, JSON \\u escapes
-    decoded), plus any of the planted values seen whole."""
+    """Valid resident IDs, USCCs, bank cards and mobiles in a body (NFKC-folded, JSON \\u
+    escapes decoded), plus any of the planted values seen whole."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
     text = unicodedata.normalize("NFKC", text)
