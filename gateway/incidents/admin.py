@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin.app import admin_error
-from gateway.breaker.admin import BadField, actor, bad_request, json_body, parse_time, text
+from gateway.admin.inputs import BadField, actor, bad_request, json_body, parse_time, text
 from gateway.errors import StateUnavailable
 from gateway.incidents.model import WORKFLOW, WorkflowError
 from gateway.incidents.service import IncidentNotFound, Incidents

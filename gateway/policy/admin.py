@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin.app import PRINCIPAL, admin_error
-from gateway.breaker.admin import BadField, bad_request, flag, only_params, read_json
+from gateway.admin.inputs import BadField, bad_request, flag, only_params, read_json
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
