@@ -95,7 +95,8 @@ class MaskStage:
         plan = self.plan(ctx)
         if plan is None:
             return
-        field = guarded_query_field(plan, ctx.request.query)
+        # ctx.query is the raw query string the route stage kept: no query, nothing to guard.
+        field = guarded_query_field(plan, ctx.request.query) if ctx.query else None
         if field is not None:
             raise GatewayError(
                 "forbidden",

@@ -32,6 +32,7 @@ def context(
         client_ip="10.0.0.1",
         method=method,
         dataset=make_dataset(),
+        query=url.partition("?")[2],  # as the route stage leaves it
     )
     if clearance is not None:
         ctx.principal = Principal(
