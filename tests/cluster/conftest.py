@@ -29,6 +29,7 @@ import yaml
 from gateway.config import load_config
 from gateway.demo.upstream import start_upstream
 from gateway.identity.mint import mint_token
+from tests.gateway.conftest import identity_section
 
 REPO = Path(__file__).resolve().parents[2]
 DATAGATE = Path(sys.executable).with_name("datagate")
@@ -189,17 +190,7 @@ def base_config(
         "server": {"host": "127.0.0.1", "port": free_port(), "access_log": False},
         "admin": {"host": "127.0.0.1", "port": free_port()},
         "state": {"url": redis_url, "prefix": prefix},
-        "identity": {
-            "issuers": [
-                {
-                    "issuer": "tests",
-                    "audience": "datagate",
-                    "algorithms": ["HS256"],
-                    "secret": SECRET,
-                }
-            ],
-            "signing_key": {"key": SECRET},
-        },
+        "identity": identity_section(SECRET),
         "policy": {"dir": str(policies), "watch": False},
         "masking": {"pseudonym_secret": "p" * 32},
         # The tests run at any hour: time-of-day rules would only add noise.

@@ -32,6 +32,7 @@ import yaml
 from gateway.config import load_config
 from gateway.identity.mint import mint_token
 from tests.faults.upstream import SECRETS
+from tests.gateway.conftest import identity_section
 from tests.security.helpers import leaked_identifiers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,17 +206,7 @@ def base_config(tmp: Path, upstream_url: str, **sections: Any) -> dict[str, Any]
         "upstreams": {"faulty": {"url": upstream_url}},
         "server": {"host": "127.0.0.1", "port": free_port(), "access_log": False},
         "admin": {"host": "127.0.0.1", "port": free_port()},
-        "identity": {
-            "issuers": [
-                {
-                    "issuer": "tests",
-                    "audience": "datagate",
-                    "algorithms": ["HS256"],
-                    "secret": SECRET,
-                }
-            ],
-            "signing_key": {"key": SECRET},
-        },
+        "identity": identity_section(SECRET),
         "policy": {"dir": str(policies_dir(tmp / "policies")), "watch": False},
         "masking": {"pseudonym_secret": "p" * 32},
         # The load in these tests is a script's: rules on its rate would only add noise.

@@ -114,30 +114,38 @@ def closed_port() -> int:
 SECRET = "gateway-tests-signing-key-0123456789abcdef"
 
 
+def identity_section(secret: str = SECRET) -> dict[str, Any]:
+    """The identity section of the test configs: one HS256 issuer, `tests`, and the key
+    `datagate token` signs with."""
+    return {
+        "issuers": [
+            {"issuer": "tests", "audience": "datagate", "algorithms": ["HS256"], "secret": secret}
+        ],
+        "signing_key": {"key": secret},
+    }
+
+
 def gateway_config(
-    tmp_path: Path, upstreams: dict[str, str], catalog: str, rows: str = "", **extra: Any
+    tmp_path: Path,
+    upstreams: dict[str, str | dict[str, Any]],
+    catalog: str,
+    rows: str = "",
+    **extra: Any,
 ) -> Any:
-    """A config with its own policies folder: `catalog`, the shipped model, and `rows`."""
+    """A config with its own policies folder: `catalog`, the shipped model, and `rows`;
+    each upstream is a URL or its whole config section; `extra` sections are merged in."""
     policies = tmp_path / "policies"
     policies.mkdir(exist_ok=True)
     (policies / "catalog.yaml").write_text(catalog)
     shutil.copy(REPO / "policies" / "model.conf", policies / "model.conf")
     (policies / "policy.csv").write_text(rows)
     data = {
-        "upstreams": {name: {"url": url} for name, url in upstreams.items()},
+        "upstreams": {
+            name: {"url": up} if isinstance(up, str) else up for name, up in upstreams.items()
+        },
         "server": {"host": "127.0.0.1", "port": 0},
         "admin": {"host": "127.0.0.1", "port": 0},
-        "identity": {
-            "issuers": [
-                {
-                    "issuer": "tests",
-                    "audience": "datagate",
-                    "algorithms": ["HS256"],
-                    "secret": SECRET,
-                }
-            ],
-            "signing_key": {"key": SECRET},
-        },
+        "identity": identity_section(),
         "policy": {"dir": str(policies), "watch": False},
         "data_dir": str(tmp_path / "data"),
     }

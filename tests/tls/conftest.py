@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.config import parse_config
-from tests.gateway.conftest import REPO, SECRET
+from tests.gateway.conftest import gateway_config
 from tests.tls.pki import PKI, make_pki
 
 ID_CARD = "110105194912310038"
@@ -109,32 +107,7 @@ def tls_config(
 ) -> Any:
     """The TLS tests' gateway config, like tests/gateway's, with `sections` merged in (e.g.
     server={"tls": ...}) and the upstream `up` at `upstream_url` with `upstream_tls`."""
-    policies = tmp_path / "policies"
-    policies.mkdir(exist_ok=True)
-    (policies / "catalog.yaml").write_text(CATALOG)
-    shutil.copy(REPO / "policies" / "model.conf", policies / "model.conf")
-    (policies / "policy.csv").write_text(rows)
     up: dict[str, Any] = {"url": upstream_url}
     if upstream_tls is not None:
         up["tls"] = upstream_tls
-    data: dict[str, Any] = {
-        "upstreams": {"up": up},
-        "server": {"host": "127.0.0.1", "port": 0},
-        "admin": {"host": "127.0.0.1", "port": 0},
-        "identity": {
-            "issuers": [
-                {
-                    "issuer": "tests",
-                    "audience": "datagate",
-                    "algorithms": ["HS256"],
-                    "secret": SECRET,
-                }
-            ],
-            "signing_key": {"key": SECRET},
-        },
-        "policy": {"dir": str(policies), "watch": False},
-        "data_dir": str(tmp_path / "data"),
-    }
-    for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
-    return parse_config(data, base_dir=tmp_path, environ={})
+    return gateway_config(tmp_path, {"up": up}, CATALOG, rows, **sections)
