@@ -12,6 +12,7 @@ import redis
 from hypothesis import settings
 
 from gateway.state import MemoryBackend, RedisBackend, StateBackend
+from tests.support import delete_prefix
 
 settings.register_profile("datagate", deadline=None)
 settings.load_profile("datagate")
@@ -51,13 +52,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix used by this test only; every key under it is deleted afterwards."""
     prefix = f"datagate-test:{uuid.uuid4().hex}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -23,13 +23,13 @@ from typing import Any
 
 import psutil
 import pytest
-import redis
 import yaml
 
 from gateway.config import load_config
 from gateway.demo.upstream import start_upstream
 from gateway.identity.mint import mint_token
 from tests.gateway.conftest import identity_section
+from tests.support import delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 DATAGATE = Path(sys.executable).with_name("datagate")
@@ -269,16 +269,6 @@ def run_cluster(
         for gw in gateways:
             if gw.proc is not None:
                 stop_process(gw.proc, gw.log_file)
-
-
-def delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

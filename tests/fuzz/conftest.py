@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from gateway.app import Gateway
 from gateway.identity.mint import mint_token
@@ -22,6 +21,7 @@ from tests.identity.conftest import ec_key as ec_key  # the identity tests' keys
 from tests.identity.conftest import ed_key as ed_key
 from tests.identity.conftest import rsa_key as rsa_key
 from tests.incidents.conftest import Finding
+from tests.support import delete_prefix
 
 T = TypeVar("T")
 
@@ -113,10 +113,4 @@ def admin_under_test(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_prefix(redis_url, prefix)
