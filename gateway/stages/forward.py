@@ -146,8 +146,11 @@ TRANSFORMED_DROP = frozenset(
         "content-encoding",
         "content-type",
         "etag",
+        # Digests of the unmasked body would let a caller confirm guesses of what was masked.
         "content-md5",
         "digest",
+        "content-digest",
+        "repr-digest",
         "accept-ranges",
         "content-range",
     }

@@ -38,24 +38,6 @@ PLAIN_HEADERS = frozenset(
         "age",
     }
 )
-# Request headers forward must drop on routes whose responses get masked: the gateway
-# chooses the encodings it can decode, and never asks for part of a body.
-DROP_REQUEST_HEADERS = ("Range", "If-Range", "Accept-Encoding")
-UPSTREAM_ACCEPT_ENCODING = "gzip, deflate, br"
-# Upstream response headers that no longer describe a masked body (it is re-encoded as
-# identity, has another length and digest, and cannot serve ranges).
-DROP_RESPONSE_HEADERS = (
-    "Content-Length",
-    "Content-Encoding",
-    "Content-Type",
-    "Content-MD5",
-    "Content-Digest",
-    "Repr-Digest",
-    "Digest",
-    "ETag",
-    "Accept-Ranges",
-    "Content-Range",
-)
 
 
 def effective_clearance(ctx: RequestContext) -> int:
@@ -137,12 +119,6 @@ class MaskStage:
             headers.extend(masked)
             for kind, n in counts.items():
                 ctx.findings[kind] = ctx.findings.get(kind, 0) + n
-
-    def needs_masking(self, ctx: RequestContext) -> bool:
-        """Whether responses on this request are masked: forward then drops
-        `DROP_REQUEST_HEADERS` and sends `Accept-Encoding: UPSTREAM_ACCEPT_ENCODING`."""
-        plan = self.plan(ctx)
-        return plan is not None and plan.active
 
     def body_transform(
         self, ctx: RequestContext, status: int, headers: Mapping[str, str]

@@ -634,3 +634,32 @@ async def test_a_client_that_goes_away_mid_upload_is_recorded_as_a_bad_body(
         await asyncio.sleep(0.05)
     assert ("open", "400", "deny") in requests._requests
     assert not any(status == "503" for _, status, _ in requests._requests)
+
+
+async def test_digests_and_validators_of_the_unmasked_body_never_reach_the_caller(
+    tmp_path: Any,
+) -> None:
+    """A digest or ETag of the body as the upstream sent it would let a caller confirm
+    guesses of what was masked in it; on a masked route none of them is passed on."""
+    headers = [
+        b'ETag: "u-1"',
+        b"Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==",
+        b"Digest: sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
+        b"Content-Digest: sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+        b"Repr-Digest: sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+        b"X-Kept: yes",
+    ]
+    body = b'{"id_card": "11010519491231002X"}'
+    async with raw_upstream(keep_alive(answer(body, *headers))) as up:
+        config = gateway_config(
+            tmp_path,
+            {"up": up.url, "dead": f"http://127.0.0.1:{closed_port()}"},
+            CATALOG,
+        )
+        async with running_gateway(config) as gw:
+            resp = await gw.get("/api/secret/1", headers=gw.auth(clearance=2))
+            assert resp.status == 200
+            assert (await resp.json())["id_card"] == "110105********002X"
+            assert resp.headers["X-Kept"] == "yes"
+            for name in ("ETag", "Content-MD5", "Digest", "Content-Digest", "Repr-Digest"):
+                assert name not in resp.headers, name
