@@ -12,13 +12,14 @@ Measures in one run, each target in its own process; the targets are started sid
              afterwards);
   2 workers  `datagate run --workers 2` on Redis: two processes on one port.
 
-For each it prints req/s, p50 and p99 at saturation and the ratio to the bare proxy (the
-issue's targets: memory >= 0.75, redis >= 0.6). Then, for the upstream, the bare proxy and
-the single-process DataGate rows, it offers a fixed rate of half of each DataGate row's
-saturation throughput (wrk with a per-connection delay) and prints the p99 that DataGate adds
-over the bare proxy and over the upstream at that rate (target: <= 2 ms). `--chart FILE`
-writes both as a PNG (matplotlib). `--rounds N` measures the targets N times in turn and
-reports each target's median run, which steadies the ratios on a busy machine.
+For each it prints req/s, p50 and p99 at saturation, the ratio to the bare proxy (the
+issue's targets: memory >= 0.75, redis >= 0.6) and the CPU the target's processes spent per
+request (from /proc; less noisy than req/s on a shared machine). Then, for the upstream,
+the bare proxy and the single-process DataGate rows, it offers a fixed rate of half of each
+DataGate row's saturation throughput (wrk with a per-connection delay) and prints the p99
+that DataGate adds over the bare proxy and over the upstream at that rate (target: <= 2 ms).
+`--chart FILE` writes both as a PNG (matplotlib). `--rounds N` measures the targets N times
+in turn and reports each target's median run, which steadies the ratios on a busy machine.
 
 The load generator is `wrk` when it is on PATH (apt-get install wrk), otherwise a Python
 generator (aiohttp, fixed concurrency, fixed duration) in its own process; the Python one
@@ -102,6 +103,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     failed: int  # non-2xx/3xx responses plus socket errors
+    cpu_us: float = float("nan")  # CPU the target's processes spent per request (Linux)
 
 
 # --- targets, each served in its own process ---
@@ -187,13 +189,15 @@ def wait_for_port(port: int, alive: Callable[[], bool], timeout: float = 30.0) -
 
 
 @contextmanager
-def serving(target: Callable[..., None], port: int, *args: object) -> Iterator[None]:
-    """Run `target(port, *args)` in a spawned process for the duration of the block."""
+def serving(target: Callable[..., None], port: int, *args: object) -> Iterator[int]:
+    """Run `target(port, *args)` in a spawned process for the duration of the block; yields
+    its pid."""
     proc = SPAWN.Process(target=target, args=(port, *args), daemon=True)
     proc.start()
     try:
         wait_for_port(port, proc.is_alive)
-        yield
+        assert proc.pid is not None
+        yield proc.pid
     finally:
         proc.terminate()
         proc.join(5)
@@ -473,15 +477,52 @@ def python_load(url: str, headers: dict[str, str], connections: int, seconds: fl
     return asyncio.run(main())
 
 
-def measure(url: str, headers: dict[str, str], args: argparse.Namespace) -> LoadResult:
-    """Check one request, warm up, then measure at saturation."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children's threads so far (Linux /proc);
+    nan where /proc cannot tell."""
+    total = 0.0
+    try:
+        pids = [pid, *_children(pid)]
+        for one in pids:
+            for task in os.listdir(f"/proc/{one}/task"):
+                with open(f"/proc/{one}/task/{task}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (`datagate run --workers N`'s workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def measure(url: str, headers: dict[str, str], args: argparse.Namespace, pid: int) -> LoadResult:
+    """Check one request, warm up, then measure at saturation (with the CPU `pid` spent)."""
     check_once(url, headers)
     if args.loadgen == "wrk":
         run_wrk(url, headers, args, args.warmup)
-        return run_wrk(url, headers, args, args.duration)
-    with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
-        pool.submit(python_load, url, headers, args.connections, args.warmup).result()
-        return pool.submit(python_load, url, headers, args.connections, args.duration).result()
+        before = cpu_seconds(pid)
+        result = run_wrk(url, headers, args, args.duration)
+    else:
+        with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
+            pool.submit(python_load, url, headers, args.connections, args.warmup).result()
+            before = cpu_seconds(pid)
+            result = pool.submit(
+                python_load, url, headers, args.connections, args.duration
+            ).result()
+    spent = cpu_seconds(pid) - before
+    return dataclasses.replace(result, cpu_us=1e6 * spent / max(result.requests, 1))
 
 
 def at_rate(url: str, headers: dict[str, str], args: argparse.Namespace, rate: float) -> LoadResult:
@@ -578,14 +619,15 @@ def _report(name: str, result: LoadResult, baseline: LoadResult | None) -> None:
     warn = f"  ({result.failed} failed)" if result.failed else ""
     print(
         f"{name:<10} {result.rps:>10.0f} {result.p50_ms:>9.2f} {result.p99_ms:>9.2f}"
-        f" {ratio} {result.requests:>9}{warn}",
+        f" {ratio} {result.cpu_us:>8.0f} {result.requests:>9}{warn}",
         flush=True,
     )
 
 
 def _header(title: str) -> None:
     print(
-        f"{title:<10} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'/base':>7} {'requests':>9}",
+        f"{title:<10} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'/base':>7} {'cpu µs':>8}"
+        f" {'requests':>9}",
         flush=True,
     )
 
@@ -609,9 +651,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     runs: dict[str, list[LoadResult]] = {}
     half: dict[str, dict[str, LoadResult]] = {}
     with ExitStack() as stack:
-        stack.enter_context(serving(_run_upstream, upstream_port, args.seed, args.size))
+        pids: dict[str, int] = {}
+        pids["upstream"] = stack.enter_context(
+            serving(_run_upstream, upstream_port, args.seed, args.size)
+        )
         targets["upstream"] = (upstream + args.path, {})
-        stack.enter_context(serving(_run_baseline, baseline_port, upstream))
+        pids["baseline"] = stack.enter_context(serving(_run_baseline, baseline_port, upstream))
         targets["baseline"] = (f"http://{HOST}:{baseline_port}{args.path}", {})
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dg-bench-")))
         for name in args.targets:
@@ -620,7 +665,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             state = "memory" if name == "memory" else args.redis_url
             gateway = GatewayTarget(name, state, 2 if name == "2 workers" else 1)
             try:
-                port, token, _ = stack.enter_context(
+                port, token, pids[name] = stack.enter_context(
                     datagate(args, upstream_port, workdir / name.replace(" ", "-"), gateway)
                 )
             except BenchError as exc:
@@ -638,7 +683,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     continue
                 url, headers = targets[name]
                 try:
-                    result = measure(url, headers, args)
+                    result = measure(url, headers, args, pids[name])
                 except BenchError as exc:
                     if name not in GATEWAYS:
                         raise
