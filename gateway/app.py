@@ -15,6 +15,10 @@ from aiohttp import web
 from detectors import Detector, ModelResult, load_configured_model
 from gateway import logs
 from gateway import reload as config_reload
+from gateway.access import admin as access_admin
+from gateway.access.events import event_sinks
+from gateway.access.http import ConsumerAPI, check_reserved
+from gateway.access.service import AccessRequests
 from gateway.admin import dashboard
 from gateway.admin.app import admin_app
 from gateway.admin.stats import DashboardStats
@@ -138,11 +142,13 @@ def client_certs_for(tls: ListenerTLSConfig | None) -> ClientCerts | None:
     return ClientCerts(tls.require_bound_tokens)
 
 
-def data_server(pipeline: Pipeline, **server_args: Any) -> web.Server:
+def data_server(pipeline: Pipeline, consumer: ConsumerAPI, **server_args: Any) -> web.Server:
     """The data listener: every request goes to the pipeline, whose route stage (not an
-    aiohttp router) decides what is served. Request bodies pass through as sent (no
-    decompression: the upstream gets the bytes and the Content-Encoding the client sent)."""
-    return web.Server(pipeline.handle, access_log=None, auto_decompress=False, **server_args)
+    aiohttp router) decides what is served, except the consumers' own API under its reserved
+    prefix. Request bodies pass through as sent (no decompression: the upstream gets the
+    bytes and the Content-Encoding the client sent)."""
+    handler = consumer.wrap(pipeline.handle)
+    return web.Server(handler, access_log=None, auto_decompress=False, **server_args)
 
 
 class Gateway:
@@ -175,7 +181,7 @@ class Gateway:
             backend=self.state,
             clock=clock,
             on_rejected=self._policy_rejected,
-            validators=(self._check_upstreams, self._check_masking),
+            validators=(self._check_upstreams, self._check_masking, check_reserved),
         )
         self.grants = GrantStore(
             self.state,
@@ -208,6 +214,16 @@ class Gateway:
             self.metrics.audit_healthy.set_function(lambda: 1.0 if audit.healthy else 0.0)
             self.metrics.audit_backlog.set_function(lambda: float(audit.backlog))
         self.stats = DashboardStats(clock=clock)
+        self.access = AccessRequests(
+            self.state,
+            config=config.access,
+            catalog=lambda: self.policy.current.catalog,
+            lifetimes=config.policy.grant_max_lifetime,
+            grants=self.grants,
+            clock=clock,
+            events=event_sinks(config.incidents, config.access, self.state),
+            audit=self.audit.append if self.audit is not None else None,
+        )
         self.detector = (
             Detector(
                 config.detection,
@@ -231,6 +247,17 @@ class Gateway:
         self._reloading = asyncio.Lock()
         self.config_loaded_at = clock()
         self.pipeline = self._pipeline()
+        self.consumer = ConsumerAPI(
+            authenticate=lambda: AuthenticateStage(self.verifier, client_certs=self.client_certs),
+            suspension=self.suspension,
+            catalog=lambda: self.policy.current.catalog,
+            decider=self.decider,
+            plans=lambda: self.mask.plans,
+            requests=self.access,
+            client_ip=client_ip_resolver(config.server.trusted_proxies),
+            clock=clock,
+            audit=self.audit.append if self.audit is not None else None,
+        )
         self._policy_swapped(self.policy.current)
 
     def _pipeline(self) -> Pipeline:
@@ -424,8 +451,17 @@ class Gateway:
                 incident_admin.routes(self.incidents),
                 breaker_admin.routes(self.breakers, self.clock),
                 dashboard.routes(self.stats, clock=self.clock),
+                access_admin.routes(
+                    self.access,
+                    admin_roles=self.config.admin.roles,
+                    catalog=lambda: self.policy.current.catalog,
+                    decider=self.decider,
+                    plans=lambda: self.mask.plans,
+                    clock=self.clock,
+                ),
             ],
             on_action=self._admin_action,
+            scoped_roles={p: [self.config.access.officer_role] for p in access_admin.OFFICER_PATHS},
         )
 
     # --- life cycle -----------------------------------------------------------------------
@@ -445,6 +481,7 @@ class Gateway:
         await self.policy.start()
         await self.breakers.start()
         await self.incidents.start()
+        await self.access.start()
         if self.detector is not None:
             self.detector.start()
         for name, upstream in self.config.upstreams.items():
@@ -461,7 +498,7 @@ class Gateway:
         self.listeners = [
             Listener(
                 "data",
-                data_server(self.pipeline, **self.server_args()),
+                data_server(self.pipeline, self.consumer, **self.server_args()),
                 server.host,
                 server.port,
                 listener_context(server.tls, "server.tls") if server.tls else None,
@@ -585,6 +622,7 @@ class Gateway:
             await self.detector.stop()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.access.close()
         await self.incidents.close()
         await self.breakers.close()
         await self.policy.close()

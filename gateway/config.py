@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from detectors.config import DetectionConfig
+from gateway.access.config import AccessConfig
 from gateway.audit.config import AuditConfig
 from gateway.breaker.config import BreakerConfig
 from gateway.configtree import blame_environment, build, env_overrides, field, reading_from
@@ -101,6 +102,7 @@ class Config:
     breaker: BreakerConfig = field(BreakerConfig())
     incidents: IncidentsConfig = field(IncidentsConfig())
     audit: AuditConfig = field(AuditConfig())
+    access: AccessConfig = field(AccessConfig())
     data_dir: Path = Path("./datagate-data")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,19 @@ def admin_app(
     roles: Iterable[str],
     route_tables: Iterable[web.RouteTableDef] = (),
     on_action: AuditAction | None = None,
+    scoped_roles: Mapping[str, Iterable[str]] | None = None,
 ) -> web.Application:
-    """The admin app. Every path outside OPEN_PATHS needs a verified token with one of `roles`;
-    every state-changing call is reported to `on_action` (the audit log)."""
+    """The admin app. Every path outside OPEN_PATHS needs a verified token with one of `roles`
+    (or, on a path under a prefix of `scoped_roles`, one of that prefix's roles); every
+    state-changing call is reported to `on_action` (the audit log)."""
     allowed_roles = frozenset(roles)
+    scoped = [(prefix, frozenset(r)) for prefix, r in (scoped_roles or {}).items()]
+
+    def roles_for(path: str) -> frozenset[str]:
+        for prefix, extra in scoped:
+            if path == prefix or path.startswith(prefix + "/"):
+                return allowed_roles | extra
+        return allowed_roles
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -99,12 +108,13 @@ def admin_app(
             principal = await authenticate(request)
         except GatewayError as exc:
             return error_json(request, exc)
-        if not allowed_roles & principal.roles:
+        needed = roles_for(request.path)
+        if not needed & principal.roles:
             return error_json(
                 request,
                 GatewayError(
                     "forbidden",
-                    f"the admin API needs one of the roles: {', '.join(sorted(allowed_roles))}",
+                    f"the admin API needs one of the roles: {', '.join(sorted(needed))}",
                     reason="missing_role",
                 ),
             )
