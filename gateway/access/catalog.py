@@ -46,7 +46,9 @@ def dataset_view(
     now: float,
 ) -> dict[str, Any]:
     """One dataset: what the catalog file says, and for each action the gateway's own
-    decision (refused, with the reason) or the mask plan it would apply (clear or masked)."""
+    decision (refused, with the reason) or the mask plan it would apply: `masked` when a
+    catalogued field is masked or removed, else `clear`; `identifier_scan` says that
+    identifiers found outside the catalogued fields are masked too."""
     actions: dict[str, Any] = {}
     for action in ACTIONS:
         decision = decider.decide(principal, purpose, dataset, action, now)
@@ -55,7 +57,7 @@ def dataset_view(
             continue
         plan = plans.get(dataset, decision.mask_clearance)
         fields = field_access(dataset, plan)
-        hidden = any(f["access"] != "clear" for f in fields) or plan.scan
+        hidden = any(f["access"] != "clear" for f in fields)
         actions[action] = {
             "access": "masked" if hidden else "clear",
             "reason": decision.reason,
