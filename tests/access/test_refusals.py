@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from gateway.identity.principal import Principal
-
 from tests.access.conftest import Workflow
 
 AUDITOR = ("auditor-he", "taxation")

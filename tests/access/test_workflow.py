@@ -116,7 +116,7 @@ async def test_a_pending_request_lapses_at_its_deadline(workflow: Workflow) -> N
     workflow.clock.advance(3600)
     await until(lambda: len(workflow.webhook) == 2)
     assert [e["step"] for e in workflow.webhook] == ["request", "lapse"]
-    status, body = await workflow.call(
+    _status, body = await workflow.call(
         "GET", f"/.well-known/datagate/access-requests/{rid}", workflow.auth(*AUDITOR)
     )
     assert body["access_request"]["state"] == "lapsed"
