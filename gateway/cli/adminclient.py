@@ -9,12 +9,17 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from gateway.cli.output import EXIT_NEGATIVE, EXIT_UNREACHABLE, EXIT_USAGE, CLIError
+
+__all__ = ["CLIError", "add_admin_args", "admin_request", "duration"]
+
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9090"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-
-class CLIError(Exception):
-    """A user-facing CLI failure: printed as one line on stderr, exit code 1."""
+# The admin API's refusals as exit codes: a bad argument is a usage error, a refusal of the
+# action itself (forbidden, not found, conflict) a negative answer, a server that cannot
+# answer (state unavailable, a proxy's bad gateway) unreachable.
+_USAGE_STATUSES = frozenset({400, 405, 413, 422})
 
 
 def add_admin_args(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +57,18 @@ def admin_request(
             message = f"{detail.get('error', exc.code)}: {detail.get('message', '')}"
         except ValueError:
             message = str(exc.code)
-        raise CLIError(f"admin API refused {method} {path}: {message}") from None
+        if exc.code >= 500:
+            code = EXIT_UNREACHABLE
+        elif exc.code in _USAGE_STATUSES:
+            code = EXIT_USAGE
+        else:
+            code = EXIT_NEGATIVE
+        raise CLIError(f"admin API refused {method} {path}: {message}", code) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise CLIError(f"cannot reach the admin API at {args.url}: {reason}") from None
+        raise CLIError(
+            f"cannot reach the admin API at {args.url}: {reason}", EXIT_UNREACHABLE
+        ) from None
     return json.loads(payload) if payload else None
 
 
