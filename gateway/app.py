@@ -52,6 +52,9 @@ from gateway.policy.bundle import PolicyBundle
 from gateway.policy.decider import Decider
 from gateway.policy.grants import GrantStore
 from gateway.policy.store import PolicyStore
+from gateway.reports import admin as reports_admin
+from gateway.reports.quality import Quality
+from gateway.reports.usage import Usage
 from gateway.stages.authenticate import AuthenticateStage
 from gateway.stages.authorise import AuthoriseStage
 from gateway.stages.forward import ForwardStage, Upstream
@@ -170,7 +173,11 @@ class Gateway:
         self.listeners: list[Listener] = []
         self._log_flusher: asyncio.Task[None] | None = None
         self.state: StateBackend = open_backend(config.state.url, config.state.prefix)
-        self.mask = MaskStage(config.masking)
+        self.usage = Usage(keep_days=config.reports.usage_days)
+        self.quality = Quality(config.reports.quality_samples) if config.reports.quality else None
+        if self.quality is not None:
+            self.metrics.registry.register(self.quality.collector())
+        self.mask = MaskStage(config.masking, self._quality_observer())
         self.revocations = RevocationList(
             self.state, clock=clock, reload_interval=config.identity.revocation_reload
         )
@@ -268,7 +275,7 @@ class Gateway:
             policy_version=lambda: self.policy.current.version,
             audit=self.audit,
             detector=self.detector,
-            sinks=(self.stats.add,),
+            sinks=(self.stats.add, self.usage.add),
             outcomes=self.responder,
             log_requests=config.server.access_log,
         )
@@ -292,6 +299,15 @@ class Gateway:
         )
 
     # --- checks and callbacks -------------------------------------------------------------
+
+    def _quality_observer(self) -> Callable[[Any], Any] | None:
+        """Each dataset's data-quality observer for the masking walk (None: not counted)."""
+        quality = self.quality
+        if quality is None:
+            return None
+        return lambda dataset: quality.observer(
+            dataset.id, frozenset(f.name for f in dataset.fields)
+        )
 
     def _check_upstreams(self, bundle: PolicyBundle) -> None:
         for dataset in bundle.catalog.datasets.values():
@@ -451,6 +467,16 @@ class Gateway:
                 incident_admin.routes(self.incidents),
                 breaker_admin.routes(self.breakers, self.clock),
                 dashboard.routes(self.stats, clock=self.clock),
+                reports_admin.routes(
+                    usage=self.usage,
+                    quality=self.quality,
+                    incidents=self.incidents,
+                    bundle=lambda: self.policy.current,
+                    grants=self.grants,
+                    officer_role=self.config.access.officer_role,
+                    admin_roles=self.config.admin.roles,
+                    clock=self.clock,
+                ),
                 access_admin.routes(
                     self.access,
                     admin_roles=self.config.admin.roles,
@@ -461,7 +487,10 @@ class Gateway:
                 ),
             ],
             on_action=self._admin_action,
-            scoped_roles={p: [self.config.access.officer_role] for p in access_admin.OFFICER_PATHS},
+            scoped_roles={
+                p: [self.config.access.officer_role]
+                for p in (*access_admin.OFFICER_PATHS, *reports_admin.OFFICER_PATHS)
+            },
         )
 
     # --- life cycle -----------------------------------------------------------------------
@@ -548,7 +577,11 @@ class Gateway:
             adopted = config_reload.adopt(running, new, plan.live)
             sections = plan.sections()
             # Everything that can refuse the new config is built before anything is swapped.
-            mask = MaskStage(adopted.masking) if "masking" in sections else self.mask
+            mask = (
+                MaskStage(adopted.masking, self._quality_observer())
+                if "masking" in sections
+                else self.mask
+            )
             if mask is not self.mask:
                 mask.check(self.policy.current.catalog.datasets.values())
             verifier = (

@@ -24,6 +24,7 @@ from gateway.incidents.config import IncidentsConfig
 from gateway.limits import LimitsConfig
 from gateway.masking.config import MaskingConfig
 from gateway.policy.config import PolicyConfig
+from gateway.reports.config import ReportsConfig
 from gateway.tls import ListenerTLSConfig, UpstreamTLSConfig, check_files
 
 ENV_PREFIX = "DATAGATE_"
@@ -103,6 +104,7 @@ class Config:
     incidents: IncidentsConfig = field(IncidentsConfig())
     audit: AuditConfig = field(AuditConfig())
     access: AccessConfig = field(AccessConfig())
+    reports: ReportsConfig = field(ReportsConfig())
     data_dir: Path = Path("./datagate-data")
 
 

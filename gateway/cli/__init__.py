@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "gateway.cli.audit",
     "gateway.cli.detect",
     "gateway.cli.completion",
+    "gateway.cli.access",
+    "gateway.cli.report",
 )
 
 

@@ -13,7 +13,16 @@ from urllib.parse import quote, urlencode
 
 from gateway.access.http import PREFIX
 from gateway.access.model import STATES
-from gateway.cli.adminclient import CLIError, duration
+from gateway.cli.adminclient import duration
+from gateway.cli.output import (
+    EXIT_NEGATIVE,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CLIError,
+    add_output_arg,
+    emit,
+    table,
+)
 from gateway.policy.rules import ACTIONS
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -61,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             default=os.environ.get("DATAGATE_TOKEN"),
             help="your bearer token (env DATAGATE_TOKEN)",
         )
-        p.add_argument("--json", action="store_true", help="print the JSON answer")
+        add_output_arg(p)
         p.set_defaults(handler=run)
 
 
@@ -84,25 +93,46 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
             message = f"{detail.get('reason') or detail.get('error')}: {detail.get('message')}"
         except ValueError:
             message = f"HTTP {exc.code}"
-        raise CLIError(f"refused ({exc.code}) {message}") from None
+        if exc.code >= 500:
+            code = EXIT_UNREACHABLE
+        elif exc.code in (400, 405, 413):
+            code = EXIT_USAGE  # the request itself was wrong
+        else:
+            code = EXIT_NEGATIVE  # forbidden, not found, conflict: the answer is no
+        raise CLIError(f"refused ({exc.code}) {message}", code) from None
     except (urllib.error.URLError, OSError) as exc:
         raise CLIError(
-            f"cannot reach the gateway at {args.url}: {getattr(exc, 'reason', exc)}"
+            f"cannot reach the gateway at {args.url}: {getattr(exc, 'reason', exc)}",
+            EXIT_UNREACHABLE,
         ) from None
 
 
-def line(r: dict[str, Any]) -> str:
-    extra = ""
-    if r.get("grant_id"):
-        extra = f"  grant {r['grant_id']} until {r['grant_expires_at']}"
-    elif r["state"] == "pending":
-        extra = f"  decide by {r['decide_by']}"
-    fields = f" fields {','.join(r['fields'])}" if r["fields"] else ""
-    return (
-        f"{r['id']}  {r['state']:<9} {r['requester']} ({r['department']}) -> {r['dataset']} "
-        f"(owner {r['owner']})  {','.join(r['actions'])}{fields}  purpose {r['purpose']}  "
-        f"{r['duration']:g} s{extra}"
-    )
+COLUMNS = (
+    ("id", "ID"),
+    ("state", "STATE"),
+    ("requester", "REQUESTER"),
+    ("department", "DEPARTMENT"),
+    ("dataset", "DATASET"),
+    ("owner", "OWNER"),
+    ("actions", "ACTIONS"),
+    ("fields", "FIELDS"),
+    ("purpose", "PURPOSE"),
+    ("duration", "SECONDS"),
+    ("until", "DECIDE BY / GRANT UNTIL"),
+    ("grant_id", "GRANT"),
+)
+
+
+def rows(requests: list[dict[str, Any]]) -> list[str]:
+    shown = [
+        {
+            **r,
+            "duration": f"{r['duration']:g}",
+            "until": r["grant_expires_at"] if r.get("grant_id") else r["decide_by"],
+        }
+        for r in requests
+    ]
+    return table(shown, COLUMNS) if shown else ["no access requests"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,13 +156,6 @@ def run(args: argparse.Namespace) -> int:
         note = {"note": args.note} if args.note else None
         path = f"access-requests/{quote(args.id, safe='')}/{command}"
         answer = call(args, "POST", path, note)
-    if args.json:
-        print(json.dumps(answer, ensure_ascii=False, indent=2))
-    elif command == "list":
-        for r in answer["access_requests"]:
-            print(line(r))
-        if not answer["access_requests"]:
-            print("no access requests")
-    else:
-        print(line(answer["access_request"]))
+    found = answer["access_requests"] if command == "list" else [answer["access_request"]]
+    emit(args, answer, lambda: rows(found))
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import orjson
 
@@ -97,6 +97,16 @@ def parse_path(path: str) -> list[str]:
     return segments
 
 
+class WalkObserver(Protocol):
+    """What the walk tells about the values it already visits (gateway/reports/quality.py)."""
+
+    def record(self, record: dict[str, Any], plan: MaskPlan) -> None: ...
+
+    def value(self, label: str, strategy: str, value: Any) -> None: ...
+
+    def document(self, value: Any) -> None: ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MaskPlan:
     """A dataset's rules for one effective clearance; shared by all requests alike."""
@@ -112,6 +122,8 @@ class MaskPlan:
     needs_key: bool  # a pseudonym rule needs the consumer's key
     hidden_names: frozenset[str]  # normalised names and aliases the caller may not query
     hidden_kinds: frozenset[str]  # identifier kinds the caller may not search by value
+    # Told of each record and classified value the walk visits (data-quality counts).
+    observe: WalkObserver | None = None
     _memo: dict[str, Rule | None] = dataclasses.field(default_factory=dict)
     # Records repeat their keys: key tuple -> the (key, rule) pairs that apply to it.
     _shapes: dict[tuple[str, ...], tuple[tuple[tuple[str, Rule], ...], frozenset[str]]] = (
@@ -224,8 +236,13 @@ def check_dataset(dataset: Dataset, config: MaskingConfig) -> None:
 class PlanCache:
     """Compiled plans per (dataset, effective clearance); a reloaded dataset recompiles."""
 
-    def __init__(self, config: MaskingConfig) -> None:
+    def __init__(
+        self,
+        config: MaskingConfig,
+        observer: Callable[[Dataset], WalkObserver] | None = None,
+    ) -> None:
         self._config = config
+        self._observer = observer
         self._plans: dict[tuple[str, int], tuple[Dataset, MaskPlan]] = {}
         self._lock = threading.Lock()
 
@@ -235,6 +252,8 @@ class PlanCache:
         if entry is not None and entry[0] is dataset:
             return entry[1]
         plan = compile_plan(dataset, clearance, self._config)
+        if self._observer is not None:
+            plan = dataclasses.replace(plan, observe=self._observer(dataset))
         with self._lock:
             self._plans[key] = (dataset, plan)
         return plan
@@ -269,7 +288,7 @@ def _param_names(raw: str) -> list[str]:
 class Walker:
     """Applies a plan to decoded JSON values in place, counting what it masks."""
 
-    __slots__ = ("counts", "findings", "key", "plan", "redact_token")
+    __slots__ = ("counts", "findings", "key", "observe", "plan", "redact_token")
 
     def __init__(
         self,
@@ -285,18 +304,24 @@ class Walker:
         # Field label -> values masked or removed; identifier kind -> scanner findings.
         self.counts: dict[str, int] = {} if counts is None else counts
         self.findings: dict[str, int] = {} if findings is None else findings
+        self.observe = plan.observe
 
     def document(self, value: Any) -> Any:
         """Mask a whole JSON document."""
         roots = (self.plan.paths,) if self.plan.paths is not None else ()
+        if self.observe is not None:
+            self.observe.document(value)
         return self._value(value, roots)
 
     def records(self, values: list[Any]) -> None:
         """Mask record values (array elements, NDJSON lines) in place."""
         roots = self.plan.record_roots()
+        observe = self.observe
         for i, value in enumerate(values):
             t = type(value)
             if t is dict:
+                if observe is not None:
+                    observe.record(value, self.plan)
                 self._dict(value, roots)
             elif t is list:
                 self._list(value, roots)
@@ -344,8 +369,11 @@ class Walker:
             elif t is float or not -_PLAIN < v < _PLAIN:
                 obj[k] = self._number(v)
         counts = self.counts
+        observe = self.observe
         for k, rule in hits:
             counts[rule.label] = counts.get(rule.label, 0) + 1
+            if observe is not None:
+                observe.value(rule.label, rule.strategy, obj[k])
             if rule.fn is None:
                 del obj[k]
             else:
@@ -374,6 +402,8 @@ class Walker:
                         rule = n.rule.stricter(rule)
             if rule is not None:
                 counts[rule.label] = counts.get(rule.label, 0) + 1
+                if self.observe is not None:
+                    self.observe.value(rule.label, rule.strategy, v)
                 if rule.fn is None:
                     if removed is None:
                         removed = []
@@ -404,6 +434,9 @@ class Walker:
                     rule = n.rule.stricter(rule)
             if rule is not None:
                 self.counts[rule.label] = self.counts.get(rule.label, 0) + len(items)
+                if self.observe is not None:
+                    for v in items:
+                        self.observe.value(rule.label, rule.strategy, v)
                 if rule.fn is None:
                     items.clear()
                 else:

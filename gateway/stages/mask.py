@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict
@@ -12,7 +12,13 @@ from gateway.masking import scanner
 from gateway.masking.codecs import BodyTransform, MaskReport, open_transform
 from gateway.masking.config import MaskingConfig
 from gateway.masking.errors import MaskingError
-from gateway.masking.plan import MaskPlan, PlanCache, check_dataset, guarded_query_field
+from gateway.masking.plan import (
+    MaskPlan,
+    PlanCache,
+    WalkObserver,
+    check_dataset,
+    guarded_query_field,
+)
 from gateway.masking.strategies import pseudonym_key
 
 if TYPE_CHECKING:
@@ -54,9 +60,13 @@ class MaskStage:
 
     name = "mask"
 
-    def __init__(self, config: MaskingConfig) -> None:
+    def __init__(
+        self,
+        config: MaskingConfig,
+        observer: Callable[[Dataset], WalkObserver] | None = None,
+    ) -> None:
         self.config = config
-        self.plans = PlanCache(config)
+        self.plans = PlanCache(config, observer)
         self._keys: dict[str, bytes] = {}  # consumer -> pseudonym key (an HMAC to derive)
 
     def check(self, datasets: Iterable[Dataset]) -> None:

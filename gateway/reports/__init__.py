@@ -1,0 +1,1 @@
+"""Reports the departments are assessed on: usage and utilisation, incident handling, quality."""

@@ -1,0 +1,176 @@
+"""Data-quality observations made while responses are masked (no parse of their own): per
+dataset and field, empty or missing values and values failing their check, with sample ids
+of failing records (never the values) for the owner; Prometheus counters at scrape time."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.masking import scanner
+from gateway.masking.identifiers import is_bank_card, is_resident_id, is_uscc
+from gateway.masking.plan import MaskPlan
+from gateway.masking.strategies import fold
+
+_MOBILE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d{9}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _date(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return len(value) == 10 or value[10] in "T "
+
+
+# strategy -> is the (folded, stripped) value well formed for it; identifiers by their
+# checksum and date (GB 11643, GB 32100, Luhn), the rest by format.
+CHECKS: dict[str, Callable[[str], bool]] = {
+    "resident_id": is_resident_id,
+    "uscc": lambda v: is_uscc(v.upper()),
+    "bank_card": lambda v: is_bank_card(v.replace(" ", "").replace("-", "")),
+    "mobile": lambda v: _MOBILE.fullmatch(v) is not None,
+    "email": lambda v: _EMAIL.fullmatch(v) is not None,
+    "date": _date,
+}
+OUTCOMES = ("seen", "empty", "missing", "invalid")
+
+
+class _Field:
+    __slots__ = ("counts", "samples", "strategy")
+
+    def __init__(self, strategy: str, samples: int) -> None:
+        self.strategy = strategy
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self.samples: collections.deque[str] = collections.deque(maxlen=samples)
+
+
+class Quality:
+    """The counts of every process-local observation, keyed by dataset and field label."""
+
+    def __init__(self, samples: int = 20) -> None:
+        self._samples = samples
+        self._fields: dict[tuple[str, str], _Field] = {}
+
+    def observer(self, dataset_id: str, id_fields: frozenset[str]) -> Observer:
+        """The walk's hook for one dataset; `id_fields` are the dataset's catalogued field
+        names, never used as a sample id (they may be the identifiers themselves)."""
+        return Observer(self, dataset_id, id_fields)
+
+    def field(self, dataset: str, label: str, strategy: str) -> _Field:
+        key = (dataset, label)
+        found = self._fields.get(key)
+        if found is None:
+            found = self._fields[key] = _Field(strategy, self._samples)
+        return found
+
+    def snapshot(self, owned: Callable[[str], bool] = lambda _: False) -> dict[str, Any]:
+        """Counts and shares per dataset and field; sample record ids only for datasets
+        `owned` says the caller owns."""
+        rows = []
+        for (dataset, label), f in sorted(self._fields.items()):
+            c = f.counts
+            expected = c["seen"] + c["missing"]
+            present = c["seen"] - c["empty"]
+            checked = f.strategy in CHECKS
+            row: dict[str, Any] = {
+                "dataset": dataset,
+                "field": label,
+                "strategy": f.strategy,
+                **c,
+                "empty_or_missing_share": _share(c["empty"] + c["missing"], expected),
+                "invalid_share": _share(c["invalid"], present) if checked else None,
+            }
+            if owned(dataset):
+                row["sample_record_ids"] = list(f.samples)
+            rows.append(row)
+        return {"fields": rows}
+
+    def collector(self) -> Collector:
+        return _QualityCollector(self)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+class Observer:
+    """Called by the masking walk for each classified field value it visits and for each
+    record it starts, with what it already holds: no second parse, no copy."""
+
+    __slots__ = ("_dataset", "_id_fields", "_quality", "record_id")
+
+    def __init__(self, quality: Quality, dataset: str, id_fields: frozenset[str]) -> None:
+        self._quality = quality
+        self._dataset = dataset
+        self._id_fields = id_fields
+        self.record_id: str | None = None
+
+    def document(self, value: Any) -> None:
+        """A whole document begins: its `id` (if it is one record) names its failures."""
+        self.record_id = self._sample_id(value) if type(value) is dict else None
+
+    def record(self, record: dict[str, Any], plan: MaskPlan) -> None:
+        """A record begins: the plan's fields absent from it are missing; its `id` names its
+        failures."""
+        self.record_id = self._sample_id(record)
+        present = {rule.label for key in record if (rule := plan.rule_for(key)) is not None}
+        for rule in plan.by_name.values():
+            if rule.label not in present:
+                self._quality.field(self._dataset, rule.label, rule.strategy).counts["missing"] += 1
+
+    def _sample_id(self, record: dict[str, Any]) -> str | None:
+        """The record's `id`, unless it is a catalogued field or holds an identifier."""
+        rid = record.get("id")
+        if "id" in self._id_fields or type(rid) not in (int, str):
+            return None
+        text = str(rid)
+        if not _SAFE_ID.fullmatch(text) or scanner.kinds_in(text):
+            return None
+        return text
+
+    def value(self, label: str, strategy: str, value: Any) -> None:
+        f = self._quality.field(self._dataset, label, strategy)
+        counts = f.counts
+        counts["seen"] += 1
+        if value is None or value == [] or value == {}:
+            counts["empty"] += 1
+            return
+        if type(value) is not str:
+            value = str(value) if type(value) in (int, float) else None
+            if value is None:
+                return
+        text = fold(value).strip()
+        if not text:
+            counts["empty"] += 1
+            return
+        check = CHECKS.get(strategy)
+        if check is not None and not check(text):
+            counts["invalid"] += 1
+            if self.record_id is not None:
+                f.samples.append(self.record_id)
+
+
+class _QualityCollector(Collector):
+    def __init__(self, quality: Quality) -> None:
+        self._quality = quality
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "datagate_quality_values",
+            "Classified field values seen while masking, by outcome: seen, empty, missing "
+            "(absent from a record), invalid (failing the strategy's checksum, date or format)",
+            labels=["dataset", "field", "strategy", "outcome"],
+        )
+        for (dataset, label), f in list(self._quality._fields.items()):
+            for outcome, n in f.counts.items():
+                family.add_metric([dataset, label, f.strategy, outcome], n)
+        yield family
