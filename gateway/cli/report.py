@@ -231,7 +231,8 @@ def render(kind: str, report: dict[str, Any], fmt: str) -> str:
         return "\n".join(_csv(rows, columns) for rows, columns in sections)
     parts = []
     for rows, columns in sections:
-        lines = table(rows, [(c, c.upper()) for c in columns]) if rows else ["(none)"]
+        flat = [{k: _flat(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows]
+        lines = table(flat, [(c, c.upper()) for c in columns]) if rows else ["(none)"]
         parts.append("\n".join(lines) + "\n")
     if kind == "usage":
         never = ", ".join(report["never_called"]) or "none"
