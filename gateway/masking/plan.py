@@ -104,7 +104,9 @@ class WalkObserver(Protocol):
 
     def value(self, label: str, strategy: str, value: Any) -> None: ...
 
-    def document(self, value: Any) -> None: ...
+    def document(self, value: Any, plan: MaskPlan) -> None: ...
+
+    def holds_records(self, items: list[Any]) -> bool: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -310,7 +312,7 @@ class Walker:
         """Mask a whole JSON document."""
         roots = (self.plan.paths,) if self.plan.paths is not None else ()
         if self.observe is not None:
-            self.observe.document(value)
+            self.observe.document(value, self.plan)
         return self._value(value, roots)
 
     def records(self, values: list[Any]) -> None:
@@ -442,9 +444,13 @@ class Walker:
                 else:
                     items[:] = [self._mask(rule, v) for v in items]
                 return
+        observe = self.observe
+        records = observe is not None and observe.holds_records(items)
         for i, v in enumerate(items):
             t = type(v)
             if t is dict:
+                if records:
+                    observe.record(v, self.plan)  # type: ignore[union-attr]
                 self._dict(v, child)
             elif t is list:
                 self._list(v, child)

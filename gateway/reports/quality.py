@@ -106,17 +106,27 @@ class Observer:
     """Called by the masking walk for each classified field value it visits and for each
     record it starts, with what it already holds: no second parse, no copy."""
 
-    __slots__ = ("_dataset", "_id_fields", "_quality", "record_id")
+    __slots__ = ("_dataset", "_id_fields", "_quality", "_records", "record_id")
 
     def __init__(self, quality: Quality, dataset: str, id_fields: frozenset[str]) -> None:
         self._quality = quality
         self._dataset = dataset
         self._id_fields = id_fields
         self.record_id: str | None = None
+        self._records: list[Any] | None = None
 
-    def document(self, value: Any) -> None:
-        """A whole document begins: its `id` (if it is one record) names its failures."""
+    def document(self, value: Any, plan: MaskPlan) -> None:
+        """A whole document begins: its `id` (if it is one record) names its failures, and
+        its records array (top level, or under the dataset's records_key) is remembered so
+        the walk reports each of its records."""
         self.record_id = self._sample_id(value) if type(value) is dict else None
+        rows = value
+        if type(value) is dict:
+            rows = value.get(plan.records_key) if plan.records_key else None
+        self._records = rows if type(rows) is list else None
+
+    def holds_records(self, items: list[Any]) -> bool:
+        return items is self._records
 
     def record(self, record: dict[str, Any], plan: MaskPlan) -> None:
         """A record begins: the plan's fields absent from it are missing; its `id` names its
