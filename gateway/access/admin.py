@@ -10,7 +10,7 @@ from gateway.access.catalog import Decides, Plans, catalog_view
 from gateway.access.http import decide, list_params, read_body
 from gateway.access.model import AccessError
 from gateway.access.service import AccessRequests
-from gateway.admin.app import PRINCIPAL, json_response, request_id_of
+from gateway.admin.app import PRINCIPAL, admin_error, json_response, request_id_of
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import Catalog
@@ -37,8 +37,7 @@ def routes(
 
     def refusal(request: web.Request, exc: AccessError | StateUnavailable) -> web.Response:
         if isinstance(exc, StateUnavailable):
-            body = {"error": "unavailable", "message": str(exc), "reason": "state_unavailable"}
-            return json_response({**body, "request_id": request_id_of(request)}, 503)
+            return admin_error(request, 503, "unavailable", str(exc), reason="state_unavailable")
         return json_response(exc.body(request_id_of(request)), exc.status)
 
     @table.get("/access-requests")
@@ -52,14 +51,22 @@ def routes(
             return refusal(request, exc)
         return json_response({"access_requests": found})
 
-    @table.post("/access-requests/{id}/{step:approve|reject}")
-    async def decide_request(request: web.Request) -> web.Response:
+    async def decided(request: web.Request, step: str) -> web.Response:
+        parts = {"id": request.match_info["id"], "step": step}
         try:
             body = await read_body(request)
-            done = await decide(requests, dict(request.match_info), caller(request), body)
+            done = await decide(requests, parts, caller(request), body)
         except (AccessError, StateUnavailable) as exc:
             return refusal(request, exc)
         return json_response({"access_request": done})
+
+    @table.post("/access-requests/{id}/approve")
+    async def approve(request: web.Request) -> web.Response:
+        return await decided(request, "approve")
+
+    @table.post("/access-requests/{id}/reject")
+    async def reject(request: web.Request) -> web.Response:
+        return await decided(request, "reject")
 
     @table.get("/catalog/access")
     async def my_catalog(request: web.Request) -> web.Response:

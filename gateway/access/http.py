@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from gateway.access.catalog import Decides, Plans, catalog_view
-from gateway.access.model import AccessError, bad
+from gateway.access.model import STATES, AccessError, bad
 from gateway.access.service import AccessRequests
 from gateway.context import RequestContext
 from gateway.errors import ConfigError, GatewayError, StateUnavailable
@@ -65,7 +65,10 @@ def list_params(query: Any) -> dict[str, str | None]:
     unknown = sorted(set(query) - _LIST_PARAMS)
     if unknown:
         raise bad("unknown_parameter", f"{unknown[0]}: unknown query parameter")
-    return {"state": query.get("state"), "dataset": query.get("dataset")}
+    state = query.get("state")
+    if state is not None and state not in STATES:
+        raise bad("bad_state", f"state: expected one of {', '.join(STATES)}, got {state!r}")
+    return {"state": state, "dataset": query.get("dataset")}
 
 
 def note_of(body: Any) -> str:

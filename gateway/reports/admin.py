@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from gateway.admin.app import PRINCIPAL, json_response
+from gateway.admin.app import PRINCIPAL, admin_error, json_response
 from gateway.admin.inputs import BadField, bad_request, only_params
 from gateway.errors import StateUnavailable
 from gateway.identity.principal import Principal
@@ -75,9 +75,7 @@ def routes(
         try:
             found = await incidents.search()
         except StateUnavailable as exc:
-            return json_response(
-                {"error": "unavailable", "message": f"incidents not readable: {exc}"}, 503
-            )
+            return admin_error(request, 503, "unavailable", f"incidents not readable: {exc}")
         return json_response(incident_report(found, start, end, now))
 
     @table.get("/reports/quality")
