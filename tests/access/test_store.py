@@ -38,9 +38,7 @@ class Audit(list):
 
 def service(backend: StateBackend, clock: Clock, audit: Audit) -> AccessRequests:
     catalog = parse_catalog(CATALOG)
-    grants = GrantStore(
-        backend, catalog=lambda: catalog, lifetimes=GrantLifetimes(), clock=clock
-    )
+    grants = GrantStore(backend, catalog=lambda: catalog, lifetimes=GrantLifetimes(), clock=clock)
     return AccessRequests(
         backend,
         config=AccessConfig(decision_deadline=600),
