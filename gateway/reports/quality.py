@@ -104,22 +104,27 @@ def _share(part: int, whole: int) -> float | None:
 
 class Observer:
     """Called by the masking walk for each classified field value it visits and for each
-    record it starts, with what it already holds: no second parse, no copy."""
+    record it starts, with what it already holds: no second parse, no copy. The work per
+    value is a few dict operations and the strategy's check; a record's sample id is only
+    worked out when one of its values fails."""
 
-    __slots__ = ("_dataset", "_id_fields", "_quality", "_records", "record_id")
+    __slots__ = ("_dataset", "_fields", "_id_fields", "_missing", "_quality", "_record", "_records")
 
     def __init__(self, quality: Quality, dataset: str, id_fields: frozenset[str]) -> None:
         self._quality = quality
         self._dataset = dataset
         self._id_fields = id_fields
-        self.record_id: str | None = None
+        self._fields: dict[str, _Field] = {}  # label -> its counts (this dataset's)
+        # Records repeat their keys: key tuple -> the (label, strategy) pairs they lack.
+        self._missing: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+        self._record: Any = None  # the record being walked (for its sample id)
         self._records: list[Any] | None = None
 
     def document(self, value: Any, plan: MaskPlan) -> None:
-        """A whole document begins: its `id` (if it is one record) names its failures, and
-        its records array (top level, or under the dataset's records_key) is remembered so
-        the walk reports each of its records."""
-        self.record_id = self._sample_id(value) if type(value) is dict else None
+        """A whole document begins: it is the record (if it is one), and its records array
+        (top level, or under the dataset's records_key) is remembered so the walk reports
+        each of its records."""
+        self._record = value
         rows = value
         if type(value) is dict:
             rows = value.get(plan.records_key) if plan.records_key else None
@@ -129,17 +134,32 @@ class Observer:
         return items is self._records
 
     def record(self, record: dict[str, Any], plan: MaskPlan) -> None:
-        """A record begins: the plan's fields absent from it are missing; its `id` names its
-        failures."""
-        self.record_id = self._sample_id(record)
-        present = {rule.label for key in record if (rule := plan.rule_for(key)) is not None}
-        for rule in plan.by_name.values():
-            if rule.label not in present:
-                self._quality.field(self._dataset, rule.label, rule.strategy).counts["missing"] += 1
+        """A record begins: the plan's fields absent from it are missing."""
+        self._record = record
+        shape = tuple(record)
+        lacking = self._missing.get(shape)
+        if lacking is None:
+            present = {rule.label for key in shape if (rule := plan.rule_for(key)) is not None}
+            lacking = tuple(
+                (rule.label, rule.strategy)
+                for rule in plan.by_name.values()
+                if rule.label not in present
+            )
+            if len(self._missing) < 1000:
+                self._missing[shape] = lacking
+        for label, strategy in lacking:
+            self._field(label, strategy).counts["missing"] += 1
 
-    def _sample_id(self, record: dict[str, Any]) -> str | None:
+    def _field(self, label: str, strategy: str) -> _Field:
+        found = self._fields.get(label)
+        if found is None:
+            found = self._fields[label] = self._quality.field(self._dataset, label, strategy)
+        return found
+
+    def _sample_id(self) -> str | None:
         """The record's `id`, unless it is a catalogued field or holds an identifier."""
-        rid = record.get("id")
+        record = self._record
+        rid = record.get("id") if type(record) is dict else None
         if "id" in self._id_fields or type(rid) not in (int, str):
             return None
         text = str(rid)
@@ -148,25 +168,27 @@ class Observer:
         return text
 
     def value(self, label: str, strategy: str, value: Any) -> None:
-        f = self._quality.field(self._dataset, label, strategy)
+        f = self._fields.get(label) or self._field(label, strategy)
         counts = f.counts
         counts["seen"] += 1
-        if value is None or value == [] or value == {}:
-            counts["empty"] += 1
-            return
-        if type(value) is not str:
-            value = str(value) if type(value) in (int, float) else None
-            if value is None:
+        t = type(value)
+        if t is not str:
+            if value is None or value == [] or value == {}:
+                counts["empty"] += 1
                 return
-        text = fold(value).strip()
+            if t is not int and t is not float:
+                return
+            value = str(value)
+        text = (value if value.isascii() else fold(value)).strip()
         if not text:
             counts["empty"] += 1
             return
         check = CHECKS.get(strategy)
         if check is not None and not check(text):
             counts["invalid"] += 1
-            if self.record_id is not None:
-                f.samples.append(self.record_id)
+            sample = self._sample_id()
+            if sample is not None:
+                f.samples.append(sample)
 
 
 class _QualityCollector(Collector):
