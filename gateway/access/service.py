@@ -124,6 +124,16 @@ class AccessRequests:
             deadline=self.config.decision_deadline,
             now=now,
         )
+        pending = await self.search(principal, state="pending")
+        mine = [r for r in pending if r["requester"] == principal.subject]
+        if len(mine) >= self.config.max_pending:
+            raise AccessError(
+                429,
+                "rate_limited",
+                "too_many_pending",
+                f"you have {len(mine)} pending requests (at most {self.config.max_pending}): "
+                "withdraw one or wait for a decision",
+            )
         if not await self._backend.hcas(HASH, request["id"], None, orjson.dumps(request)):
             raise StateUnavailable("access request id collision; try again")
         self._stepped("request", request, principal.subject, "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.identity.principal import Principal
@@ -213,3 +215,16 @@ async def test_wrong_method_and_unknown_paths(workflow: Workflow) -> None:
         status, body = await workflow.call("GET", path, workflow.auth(*AUDITOR))
         assert (status, body["error"]) == (404, "not_found"), path
     assert workflow.upstream_seen == []
+
+
+async def test_too_many_pending_requests(workflow: Workflow) -> None:
+    workflow.gw.gateway.access.config = dataclasses.replace(
+        workflow.gw.gateway.access.config, max_pending=2
+    )
+    for _ in range(2):
+        await pending(workflow)
+    status, body = await workflow.ask(workflow.auth(*AUDITOR))
+    assert (status, body["error"], body["reason"]) == (429, "rate_limited", "too_many_pending")
+    # Someone else may still ask.
+    status, _ = await workflow.ask(workflow.auth("analyst", "taxation"))
+    assert status == 201

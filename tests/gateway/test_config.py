@@ -69,7 +69,7 @@ def test_bad_config_names_the_key_and_the_problem(data: dict, message: str) -> N
 def test_a_bad_key_from_the_environment_names_the_variable() -> None:
     with pytest.raises(ConfigError) as info:
         parse(MINIMAL, {"DATAGATE_SEVER__PORT": "9000"})
-    assert str(info.value).startswith("sever: unknown key (known keys: admin, audit, ")
+    assert str(info.value).startswith("sever: unknown key (known keys: access, admin, audit, ")
     assert str(info.value).endswith(" (set by DATAGATE_SEVER__PORT)")
     with pytest.raises(ConfigError) as info:
         parse(MINIMAL, {"DATAGATE_SERVER__PORT": "eighty"})
