@@ -60,6 +60,13 @@ async def test_an_officer_approves_and_rejects_by_clicking(
     await rejected.wait_for()
     assert (await rejected.inner_text()).startswith("rejected")
     await page.locator("#queue-chart svg rect").first.wait_for()
+    # The catalog as the officer reads it now: its own department's dataset in clear.
+    accounts = page.locator('#catalog tr[data-dataset="accounts"]')
+    assert await accounts.locator('td[data-action="read"]').inner_text() == "clear"
+    medical = await page.locator(
+        '#catalog tr[data-dataset="medical"] td[data-action="read"]'
+    ).inner_text()
+    assert medical.split() == ["refused", "sharing_none"]
     # The officer's token may not read the SOC's reports: said so, not an error.
     assert "Not available to this token" in await page.locator("#usage-note").inner_text()
     assert await page.locator("#error").is_hidden()

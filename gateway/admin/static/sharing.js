@@ -147,6 +147,31 @@ function drawQueue(requests, all) {
   })), max, "requests");
 }
 
+// ---- the catalog ----------------------------------------------------------------------------
+
+function drawCatalog(view) {
+  const body = $("catalog").querySelector("tbody");
+  body.replaceChildren(...view.datasets.map((d) => {
+    const cells = ["read", "list", "export", "write"].map((action) => {
+      const a = d.actions[action];
+      return el("td", { class: `access access-${a.access}`, "data-action": action }, a.access,
+        a.access === "refused" ? el("span", { class: "detail" }, a.reason) : "");
+    });
+    const read = d.actions.read.fields || null;
+    const fields = d.fields.map((f, i) => {
+      const seen = read ? read[i].access + (read[i].strategy ? ` (${read[i].strategy})` : "") : "-";
+      return `${f.name} ${f.level}: ${seen}`;
+    });
+    return el("tr", { "data-dataset": d.id },
+      el("td", {}, el("strong", {}, d.id), el("span", { class: "detail" }, d.title)),
+      el("td", { class: "num" }, `${d.level} ${d.level_name}`), el("td", {}, d.sharing),
+      el("td", {}, d.owner), ...cells, el("td", {}, fields.join("; ")));
+  }));
+  $("catalog-note").textContent =
+    `${view.principal} (${view.department}), clearance ${view.clearance}, purpose ${view.purpose || "none"}; ` +
+    "the gateway's own decision and mask plan for each action.";
+}
+
 // ---- the reports --------------------------------------------------------------------------
 
 function unavailable(note, err) {
@@ -243,6 +268,7 @@ async function refresh() {
     const all = await api("GET", "/access-requests");
     const shown = state ? all.access_requests.filter((r) => r.state === state) : all.access_requests;
     drawQueue(shown, all.access_requests);
+    await section("/catalog/access", drawCatalog, $("catalog-note"));
     await section("/reports/usage", drawUsage, $("usage-note"));
     await section("/reports/incidents", drawHandling, $("handling-note"));
     await section("/reports/quality", drawQuality, $("quality-note"));
