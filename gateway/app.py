@@ -473,6 +473,7 @@ class Gateway:
                     incidents=self.incidents,
                     bundle=lambda: self.policy.current,
                     grants=self.grants,
+                    access=self.access,
                     officer_role=self.config.access.officer_role,
                     admin_roles=self.config.admin.roles,
                     clock=self.clock,

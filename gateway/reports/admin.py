@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
+from gateway.access.service import AccessRequests
 from gateway.admin.app import PRINCIPAL, admin_error, json_response
 from gateway.admin.inputs import BadField, bad_request, only_params
 from gateway.errors import StateUnavailable
@@ -46,6 +47,7 @@ def routes(
     incidents: Incidents,
     bundle: Callable[[], PolicyBundle],
     grants: GrantStore,
+    access: AccessRequests,
     officer_role: str,
     admin_roles: Iterable[str],
     clock: Callable[[], float],
@@ -59,10 +61,21 @@ def routes(
             start, end = period(request, clock())
         except BadField as exc:
             return bad_request(request, exc)
+        # Departments holding a grant in the period: a department grant's own, or the
+        # requester's department for a grant an access request was approved into.
+        try:
+            asked = {
+                r["grant_id"]: r["department"]
+                for r in await access.search(request[PRINCIPAL], everything=True)
+                if r.get("grant_id")
+            }
+        except StateUnavailable as exc:
+            return admin_error(request, 503, "unavailable", f"access requests not readable: {exc}")
         held: dict[str, set[str]] = {}
         for grant in grants.all_grants():
-            if grant.department and grant.not_before < end and grant.expires_at > start:
-                held.setdefault(grant.dataset, set()).add(grant.department)
+            department = grant.department or asked.get(grant.id)
+            if department and grant.not_before < end and grant.expires_at > start:
+                held.setdefault(grant.dataset, set()).add(department)
         return json_response(usage.report(start, end, bundle(), held))
 
     @table.get("/reports/incidents")

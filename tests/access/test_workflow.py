@@ -78,6 +78,12 @@ async def test_request_approve_use_expire(workflow: Workflow) -> None:
     await until(lambda: len(workflow.webhook) == 3)
     assert [e["step"] for e in workflow.webhook] == ["request", "approve", "expire"]
     assert all(e["type"] == "access_request" and e["id"] == request["id"] for e in workflow.webhook)
+    # The live usage report counts the requester's department as a catalogued consumer.
+    soc = workflow.auth("soc1", "soc", 4, roles=["soc"])
+    status, usage = await workflow.call("GET", "/reports/usage", soc, admin=True)
+    accounts = next(d for d in usage["datasets"] if d["dataset"] == "accounts")
+    assert accounts["catalogued_consumers"] == ["human-resources", "taxation"]
+    assert (accounts["consumers_served"], accounts["utilisation"]) == (["taxation"], 0.5)
     # The incident stream got none of them.
     assert await workflow.gw.gateway.state.xrange("incidents") == []
 
