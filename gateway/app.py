@@ -163,7 +163,9 @@ class Gateway:
         self.started = False
         self.listeners: list[Listener] = []
         self._log_flusher: asyncio.Task[None] | None = None
-        self.state: StateBackend = open_backend(config.state.url, config.state.prefix)
+        self.state: StateBackend = open_backend(
+            config.state.url, config.state.prefix, **config.state.options()
+        )
         self.mask = MaskStage(config.masking)
         self.revocations = RevocationList(
             self.state, clock=clock, reload_interval=config.identity.revocation_reload
