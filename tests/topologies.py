@@ -53,7 +53,15 @@ def _until(done: object, what: str, patience: float = PATIENCE) -> None:
 class Server:
     """One redis-server process (a data node or a Sentinel)."""
 
-    def __init__(self, folder: Path, port: int, args: list[str], *, sentinel: bool = False):
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        args: list[str],
+        *,
+        sentinel: bool = False,
+        password: str | None = None,
+    ):
         assert REDIS_SERVER is not None
         self.port = port
         folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +71,9 @@ class Server:
         command = [REDIS_SERVER, str(conf)] + (["--sentinel"] if sentinel else [])
         self.log = (folder / f"{port}.log").open("wb")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
-        self.client = redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+        self.client = redis.Redis(
+            port=port, password=password, socket_timeout=2, socket_connect_timeout=2
+        )
         _until(self.client.ping, f"redis-server on port {port} answering")
 
     def kill(self) -> None:
@@ -79,23 +89,39 @@ class Server:
 
 
 class SentinelTopology:
-    """A master, one replica and three Sentinels (quorum 2) that fail over within seconds."""
+    """A master, one replica and three Sentinels (quorum 2) that fail over within seconds;
+    with `password` the data nodes require it, with `sentinel_password` the Sentinels."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, password: str | None = None, sentinel_password: str | None = None
+    ) -> None:
         self.servers: list[Server] = []
+        auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
         try:
-            self.master = self._add(folder / "master", free_port(), [])
+            self.master = self._add(folder / "master", free_port(), auth, password)
             self.replica = self._add(
-                folder / "replica", free_port(), [f"replicaof 127.0.0.1 {self.master.port}"]
+                folder / "replica",
+                free_port(),
+                [*auth, f"replicaof 127.0.0.1 {self.master.port}"],
+                password,
             )
+            watching = [f"sentinel auth-pass {MASTER} {password}"] if password else []
+            if sentinel_password:
+                watching += [
+                    f"requirepass {sentinel_password}",
+                    f"sentinel sentinel-pass {sentinel_password}",
+                ]
             monitor = [
                 f"sentinel monitor {MASTER} 127.0.0.1 {self.master.port} 2",
                 f"sentinel down-after-milliseconds {MASTER} 1000",
                 f"sentinel failover-timeout {MASTER} 5000",
                 f"sentinel parallel-syncs {MASTER} 1",
+                *watching,
             ]
             self.sentinels = [
-                self._add(folder / f"sentinel{n}", free_port(), monitor, sentinel=True)
+                self._add(
+                    folder / f"sentinel{n}", free_port(), monitor, sentinel_password, sentinel=True
+                )
                 for n in range(3)
             ]
             _until(self._formed, "the Sentinels seeing the replica and each other")
@@ -103,8 +129,16 @@ class SentinelTopology:
             self.stop()
             raise
 
-    def _add(self, folder: Path, port: int, args: list[str], *, sentinel: bool = False) -> Server:
-        server = Server(folder, port, args, sentinel=sentinel)
+    def _add(
+        self,
+        folder: Path,
+        port: int,
+        args: list[str],
+        password: str | None = None,
+        *,
+        sentinel: bool = False,
+    ) -> Server:
+        server = Server(folder, port, args, sentinel=sentinel, password=password)
         self.servers.append(server)
         return server
 
