@@ -172,7 +172,9 @@ class Gateway:
         self.started = False
         self.listeners: list[Listener] = []
         self._log_flusher: asyncio.Task[None] | None = None
-        self.state: StateBackend = open_backend(config.state.url, config.state.prefix)
+        self.state: StateBackend = open_backend(
+            config.state.url, config.state.prefix, **config.state.options()
+        )
         self.usage = Usage(keep_days=config.reports.usage_days)
         self.quality = Quality(config.reports.quality_samples) if config.reports.quality else None
         if self.quality is not None:

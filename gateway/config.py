@@ -25,6 +25,7 @@ from gateway.limits import LimitsConfig
 from gateway.masking.config import MaskingConfig
 from gateway.policy.config import PolicyConfig
 from gateway.reports.config import ReportsConfig
+from gateway.state.config import StateConfig
 from gateway.tls import ListenerTLSConfig, UpstreamTLSConfig, check_files
 
 ENV_PREFIX = "DATAGATE_"
@@ -75,12 +76,6 @@ class UpstreamConfig:
             raise ConfigError(f"{path}.url: must be an http:// or https:// URL, got {self.url!r}")
         if self.tls is not None and not self.url.startswith("https://"):
             raise ConfigError(f"{path}.tls: needs an https:// url, got {self.url!r}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StateConfig:
-    url: str = "memory"
-    prefix: str = field("datagate:", nonempty=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

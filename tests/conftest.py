@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from gateway.state import MemoryBackend, RedisBackend, StateBackend
 from tests.support import delete_prefix
+from tests.topologies import REDIS_CLI, REDIS_SERVER, ClusterTopology, SentinelTopology
 
 settings.register_profile("datagate", deadline=None)
 settings.load_profile("datagate")
@@ -55,16 +56,48 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     delete_prefix(redis_url, prefix)
 
 
+def _require_topology_tools() -> None:
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        reason = "no redis-server/redis-cli to start Sentinel and Cluster topologies"
+        if os.environ.get("DATAGATE_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{reason}; DATAGATE_REQUIRE_REDIS=1 requires them", pytrace=False)
+        pytest.skip(f"{reason} (apt-get install redis-server)")
+
+
+@pytest.fixture(scope="session")
+def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    """A master, a replica and three Sentinels for the session's contract tests."""
+    _require_topology_tools()
+    topology = SentinelTopology(tmp_path_factory.mktemp("sentinel"))
+    yield topology
+    topology.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
+    """A three-master Redis Cluster for the session's contract tests."""
+    _require_topology_tools()
+    topology = ClusterTopology(tmp_path_factory.mktemp("cluster"))
+    yield topology
+    topology.stop()
+
+
+def open_test_backend(kind: str, request: pytest.FixtureRequest) -> StateBackend:
+    """A backend of `kind` (memory, redis, sentinel, cluster) on this test's own prefix."""
+    if kind == "memory":
+        return MemoryBackend()
+    prefix = request.getfixturevalue("redis_prefix")
+    if kind == "redis":
+        return RedisBackend(request.getfixturevalue("redis_url"), prefix)
+    topology = request.getfixturevalue(f"{kind}_topology")
+    # Topologies' servers are the session's own: their keys go with them.
+    return RedisBackend(topology.url, prefix, timeout=2.0)
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
     """A started backend of each kind; the Redis one uses this test's own prefix."""
-    state: StateBackend
-    if request.param == "memory":
-        state = MemoryBackend()
-    else:
-        state = RedisBackend(
-            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        )
+    state = open_test_backend(request.param, request)
     await state.start()
     yield state
     await state.close()
@@ -79,9 +112,7 @@ async def peer(
     if backend.name == "memory":
         yield backend
         return
-    other = RedisBackend(
-        request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    )
+    other = open_test_backend(request.node.callspec.params["backend"], request)
     await other.start()
     yield other
     await other.close()

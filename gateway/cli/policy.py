@@ -206,7 +206,7 @@ async def _live_grants(config: Any, dataset: str) -> list[Grant]:
 
     if config.state.url == "memory":
         return []
-    backend = open_backend(config.state.url, prefix=config.state.prefix)
+    backend = open_backend(config.state.url, config.state.prefix, **config.state.options())
     try:
         await backend.start()
         raw = await backend.hgetall(GRANTS_HASH)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.errors import ConfigError, StateUnavailable
 from gateway.state.base import MessageHandler, StateBackend
 from gateway.state.memory import MemoryBackend
@@ -17,8 +19,10 @@ __all__ = [
 ]
 
 
-def open_backend(url: str, prefix: str = "datagate:") -> StateBackend:
-    """`"memory"` for one process, or `redis://`, `rediss://`, `unix://` for shared state.
+def open_backend(url: str, prefix: str = "datagate:", **options: Any) -> StateBackend:
+    """`"memory"` for one process, or `redis://`, `rediss://`, `unix://`, `redis+sentinel://`
+    or `redis+cluster://` for shared state; `options` are RedisBackend's (passwords, durable
+    writes: `StateConfig.options()`).
 
     Nothing connects here: call `start()` on the result. A URL that cannot work raises
     ConfigError naming the problem (passwords are never shown).
@@ -29,4 +33,4 @@ def open_backend(url: str, prefix: str = "datagate:") -> StateBackend:
         raise ConfigError("state prefix must be a non-empty string")
     if url == "memory":
         return MemoryBackend()
-    return RedisBackend(url, prefix)
+    return RedisBackend(url, prefix, **options)

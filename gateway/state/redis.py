@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError, StateUnavailable
@@ -31,14 +28,10 @@ from gateway.state.common import (
     window_ms,
     window_position,
 )
+from gateway.state.topology import check_url, connect, parse_url, redacted
 
 __all__ = ["RedisBackend", "check_url"]
 
-SCHEMES = ("redis", "rediss", "unix")
-# Query parameters a state URL may carry; anything else is a typo we refuse at start.
-_URL_PARAMS = frozenset(
-    {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
-)
 # The pub/sub listener's reconnect delay doubles from the minimum to the maximum (seconds).
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
@@ -97,54 +90,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
 return 1
 """
-
-
-def _redacted(url: str) -> str:
-    """The URL with any password replaced, fit for error messages and logs."""
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
-    return url
-
-
-def check_url(url: str) -> None:
-    """Raise ConfigError naming the problem unless `url` is a usable Redis URL."""
-    shown = _redacted(url)
-
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(f"state URL {shown!r}: {problem}")
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise fail(f"cannot be parsed ({exc})") from None
-    if parts.scheme not in SCHEMES:
-        raise fail(
-            f"unsupported scheme {parts.scheme!r}; expected 'memory', redis://, rediss:// "
-            "or unix://"
-        )
-    if parts.fragment:
-        raise fail("must not have a #fragment")
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    for name, value in params:
-        if name not in _URL_PARAMS:
-            raise fail(f"unknown parameter {name!r} (known: {', '.join(sorted(_URL_PARAMS))})")
-        if name == "db" and not value.isdigit():
-            raise fail(f"db must be a database number, got {value!r}")
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise fail("has no socket path (unix:///path/to/redis.sock)")
-        return
-    if not parts.hostname:
-        raise fail("has no host (redis://HOST:PORT/DB)")
-    if port == 0:
-        raise fail("port must be from 1 to 65535")
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise fail(f"the path must be a database number such as /15, got {parts.path!r}")
 
 
 class _MapErrors:
@@ -221,14 +166,22 @@ def _ttl_ms(seconds: float) -> int:
 
 
 class RedisBackend:
-    """State in Redis. Every method is one round trip (the Lua scripts run atomically).
+    """State in Redis: one server, a master watched by Sentinels, or a Redis Cluster. Every
+    method is one round trip (the Lua scripts run atomically).
 
     Names in Redis: `<prefix>count:<key>:<window ms>:<bucket>`, `<prefix>kv:<key>`,
-    `<prefix>hash:<name>`, `<prefix>stream:<name>`; channels are `<prefix><channel>`.
+    `<prefix>hash:<name>`, `<prefix>stream:<name>`; channels are `<prefix><channel>`. On a
+    Cluster a counter's two buckets share a hash tag, `<prefix>count:{<key>:<window ms>}:
+    <bucket>`, so the counting script's keys of one counter stay on one slot, and a batch
+    runs one script per slot, all at once.
     Sockets time out after `timeout` seconds and commands are never retried, so a dead Redis
     gives StateUnavailable promptly; stale connections are replaced on their next use, so the
-    backend recovers by itself when Redis comes back. One listener task per backend receives
-    pub/sub messages and resubscribes after a reconnect.
+    backend recovers by itself when Redis comes back, or when Sentinel has promoted a new
+    master. One listener task per backend receives pub/sub messages and resubscribes after
+    a reconnect.
+
+    `wait_replicas`: writes that must survive a failover (`durable()`: breakers, grants)
+    wait until that many replicas have them, at most `wait_timeout` seconds (Redis `WAIT`).
     """
 
     name = "redis"
@@ -241,25 +194,31 @@ class RedisBackend:
         timeout: float = 0.5,
         max_connections: int = 64,
         health_interval: float = 5.0,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
-        check_url(url)
+        topology = parse_url(url)
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError("state prefix must be a non-empty string")
         self._prefix = prefix
         self._timeout = timeout
         self._health_interval = health_interval
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"state URL {_redacted(url)!r}: {exc}") from None
-        self._redis = Redis.from_pool(pool)
+        self._wait = (wait_replicas, _ttl_ms(wait_timeout))
+        self.topology = topology.kind
+        self._cluster = topology.kind == "cluster"
+        if self._cluster and wait_replicas:
+            # A Cluster client cannot send WAIT on the connection that carried the write.
+            raise ConfigError("state.wait_replicas: not supported with redis+cluster:// URLs")
+        self._redis: Any = connect(
+            topology,
+            timeout=timeout,
+            max_connections=max_connections,
+            password=password,
+            sentinel_password=sentinel_password,
+        )
+        self._shown = redacted(url)
         self._scripts = [self._redis.register_script(source) for source in (_COUNT, _CAS, _HCAS)]
         self._count, self._cas, self._hcas = self._scripts
         # Pub/sub: handlers by unprefixed channel, channels confirmed on the current
@@ -267,7 +226,7 @@ class RedisBackend:
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._confirmed: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._pubsub: PubSub | None = None
+        self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._backoff = _MIN_BACKOFF
         # count calls waiting for the next batch, and the task sending batches.
@@ -314,7 +273,11 @@ class RedisBackend:
         for key, window_seconds in hits:
             window = window_ms(window_seconds)
             index, remaining = window_position(now, window)
-            base = f"{self._prefix}count:{key}:{window}:"
+            base = (
+                f"{self._prefix}count:{{{key}:{window}}}:"
+                if self._cluster
+                else f"{self._prefix}count:{key}:{window}:"
+            )
             keys += (f"{base}{index}", f"{base}{index - 1}")
             # A bucket is read while current and while previous: two windows, plus slack for
             # clocks that differ between processes.
@@ -342,7 +305,9 @@ class RedisBackend:
         try:
             keys, args, answer = _coalesced(batch)
             with _redis_errors:
-                raw = await self._count(keys, args)
+                raw = await (
+                    self._count_by_slot(keys, args) if self._cluster else self._count(keys, args)
+                )
             for done, counts in zip((done for _, _, done in batch), answer(raw), strict=True):
                 if not done.done():
                     done.set_result(counts)
@@ -352,6 +317,45 @@ class RedisBackend:
                     done.set_exception(exc)
         finally:
             _fail_unanswered(batch)
+
+    async def _count_by_slot(self, keys: list[str], args: list[int]) -> list[int]:
+        """The counting script once per slot, all at once: a Cluster runs a script only on
+        keys of one slot. Each counter's pair is on one slot by its hash tag."""
+        slots: dict[int, list[int]] = {}  # slot -> the pairs' indexes
+        for pair in range(len(keys) // 2):
+            slots.setdefault(key_slot(keys[2 * pair].encode()), []).append(pair)
+        groups = list(slots.values())
+        answers = await asyncio.gather(
+            *(
+                self._count(
+                    [key for p in pairs for key in keys[2 * p : 2 * p + 2]],
+                    [arg for p in pairs for arg in args[2 * p : 2 * p + 2]],
+                )
+                for pairs in groups
+            )
+        )
+        raw = [0] * len(keys)
+        for pairs, answer in zip(groups, answers, strict=True):
+            for n, p in enumerate(pairs):
+                raw[2 * p : 2 * p + 2] = answer[2 * n : 2 * n + 2]
+        return raw
+
+    async def _durably(self, send: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Send one write; with `wait_replicas`, in one round trip with a `WAIT` on the same
+        connection, so the answer comes once that many replicas have the write (or the wait
+        timed out: the write stands on the master, and a lagging replica is logged)."""
+        replicas, wait_ms = self._wait
+        if not replicas:
+            return await send(self._redis)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await send(pipe)
+            pipe.execute_command("WAIT", replicas, wait_ms)
+            result, acknowledged = await pipe.execute()
+        if acknowledged < replicas:
+            log.warning(
+                "state.replication_lagging", replicas=acknowledged, wanted=replicas, wait_ms=wait_ms
+            )
+        return result
 
     # -- key-value --------------------------------------------------------------------------
 
@@ -365,14 +369,16 @@ class RedisBackend:
         check_value(value)
         check_ttl(ttl)
         with _redis_errors:
-            await self._redis.set(
-                f"{self._prefix}kv:{key}", value, px=None if ttl is None else _ttl_ms(ttl)
+            await self._durably(
+                lambda r: r.set(
+                    f"{self._prefix}kv:{key}", value, px=None if ttl is None else _ttl_ms(ttl)
+                )
             )
 
     async def delete(self, key: str) -> bool:
         check_key("key", key)
         with _redis_errors:
-            return bool(await self._redis.delete(f"{self._prefix}kv:{key}"))
+            return bool(await self._durably(lambda r: r.delete(f"{self._prefix}kv:{key}")))
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, ttl: float | None = None
@@ -388,7 +394,9 @@ class RedisBackend:
             b"" if ttl is None else str(_ttl_ms(ttl)).encode(),
         ]
         with _redis_errors:
-            return bool(await self._cas([f"{self._prefix}kv:{key}"], args))
+            return bool(
+                await self._durably(lambda r: self._cas([f"{self._prefix}kv:{key}"], args, r))
+            )
 
     # -- hashes -----------------------------------------------------------------------------
 
@@ -403,13 +411,13 @@ class RedisBackend:
         check_key("hash field", field)
         check_value(value)
         with _redis_errors:
-            await self._redis.hset(f"{self._prefix}hash:{name}", field, value)
+            await self._durably(lambda r: r.hset(f"{self._prefix}hash:{name}", field, value))
 
     async def hdel(self, name: str, field: str) -> bool:
         check_key("hash name", name)
         check_key("hash field", field)
         with _redis_errors:
-            return bool(await self._redis.hdel(f"{self._prefix}hash:{name}", field))
+            return bool(await self._durably(lambda r: r.hdel(f"{self._prefix}hash:{name}", field)))
 
     async def hgetall(self, name: str) -> dict[str, bytes]:
         check_key("hash name", name)
@@ -424,7 +432,9 @@ class RedisBackend:
         check_value(new)
         args = [b"0" if expected is None else b"1", field, expected or b"", new]
         with _redis_errors:
-            return bool(await self._hcas([f"{self._prefix}hash:{name}"], args))
+            return bool(
+                await self._durably(lambda r: self._hcas([f"{self._prefix}hash:{name}"], args, r))
+            )
 
     # -- publish/subscribe ------------------------------------------------------------------
 
@@ -495,7 +505,7 @@ class RedisBackend:
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
 
-    async def _receive(self, pubsub: PubSub) -> None:
+    async def _receive(self, pubsub: Any) -> None:
         """Subscribe every registered channel on a fresh connection, then dispatch."""
         await pubsub.subscribe(*(f"{self._prefix}{channel}" for channel in self._handlers))
         self._pubsub = pubsub
@@ -532,11 +542,13 @@ class RedisBackend:
         if maxlen is not None:
             check_positive_int("maxlen", maxlen)
         with _redis_errors:
-            entry_id = await self._redis.xadd(
-                f"{self._prefix}stream:{stream}",
-                {b"v": value},
-                maxlen=maxlen,
-                approximate=True,
+            entry_id = await self._durably(
+                lambda r: r.xadd(
+                    f"{self._prefix}stream:{stream}",
+                    {b"v": value},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
             )
         return entry_id.decode()
 

@@ -62,13 +62,13 @@ BAD_URLS = [
     ("   ", "state URL is empty; expected 'memory' or a redis:// URL"),
     (
         "Memory",
-        "state URL 'Memory': unsupported scheme ''; expected 'memory', redis://, rediss:// "
-        "or unix://",
+        "state URL 'Memory': unsupported scheme ''; expected 'memory', redis://, rediss://, "
+        "unix://, redis+sentinel:// or redis+cluster://",
     ),
     (
         "http://127.0.0.1:6379",
         "state URL 'http://127.0.0.1:6379': unsupported scheme 'http'; expected 'memory', "
-        "redis://, rediss:// or unix://",
+        "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://",
     ),
     ("redis://", "state URL 'redis://': has no host (redis://HOST:PORT/DB)"),
     ("redis://:6379/0", "state URL 'redis://:6379/0': has no host (redis://HOST:PORT/DB)"),
@@ -95,6 +95,47 @@ BAD_URLS = [
     ("redis://host/?db=x", "state URL 'redis://host/?db=x': db must be a database number, got 'x'"),
     ("redis://host/0#frag", "state URL 'redis://host/0#frag': must not have a #fragment"),
     ("unix://", "state URL 'unix://': has no socket path (unix:///path/to/redis.sock)"),
+    (
+        "redis+sentinel://",
+        "state URL 'redis+sentinel://': has no host "
+        "(redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER/DB)",
+    ),
+    (
+        "redis+sentinel://s1:26379,s2:26379",
+        "state URL 'redis+sentinel://s1:26379,s2:26379': the path must be /MASTER or "
+        "/MASTER/DB (redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER/DB), got ''",
+    ),
+    (
+        "redis+sentinel://s1:26379/mymaster/x",
+        "state URL 'redis+sentinel://s1:26379/mymaster/x': the database must be a number, got 'x'",
+    ),
+    (
+        "redis+sentinel://s1:26379,,s2/mymaster",
+        "state URL 'redis+sentinel://s1:26379,,s2/mymaster': has an empty host in its host list",
+    ),
+    (
+        "redis+sentinel://s1:0/mymaster",
+        "state URL 'redis+sentinel://s1:0/mymaster': port must be from 1 to 65535",
+    ),
+    (
+        "redis+sentinel://s1:26379/mymaster?db=2",
+        "state URL 'redis+sentinel://s1:26379/mymaster?db=2': unknown parameter 'db' (known: "
+        "ssl_ca_certs, ssl_cert_reqs, ssl_certfile, ssl_check_hostname, ssl_keyfile)",
+    ),
+    (
+        "redis+cluster://n1:7000,n2:7001/0",
+        "state URL 'redis+cluster://n1:7000,n2:7001/0': a cluster has one database and no "
+        "path; got '/0'",
+    ),
+    (
+        "redis+cluster://n1:x",
+        "state URL 'redis+cluster://n1:x': host 'n1:x' cannot be parsed (Port could not be "
+        "cast to integer value as 'x')",
+    ),
+    (
+        "redis+cluster://",
+        "state URL 'redis+cluster://': has no host (redis+cluster://HOST:PORT[,HOST:PORT])",
+    ),
     (
         "redis://[::1/0",
         "state URL 'redis://[::1/0': cannot be parsed (Invalid IPv6 URL)",
