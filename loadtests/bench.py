@@ -317,20 +317,30 @@ def datagate(
 
 
 def check_redis(url: str) -> None:
-    import redis
+    """Fail the row unless the state at `url` answers (any topology the gateway speaks)."""
+    from gateway.errors import ConfigError
+    from gateway.state import RedisBackend, StateUnavailable
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    async def ping() -> None:
+        backend = RedisBackend(url, timeout=1.0)
+        try:
+            await backend.ping()
+        finally:
+            await backend.close()
+
     try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
+        asyncio.run(ping())
+    except (StateUnavailable, ConfigError) as exc:
         raise BenchError(f"no Redis answers at {url} ({exc})") from None
-    finally:
-        client.close()
 
 
 def drop_prefix(url: str, prefix: str) -> None:
-    """Delete what the run left in Redis under its own prefix."""
+    """Delete what the run left in Redis under its own prefix (a plain Redis URL; the
+    Sentinel and Cluster topologies the run starts go with it)."""
     import redis
+
+    if "+" in url.partition("://")[0]:
+        return
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
     try:
@@ -535,8 +545,8 @@ def at_rate(url: str, headers: dict[str, str], args: argparse.Namespace, rate: f
 
 # --- the run ---
 
-TARGETS = ("upstream", "baseline", "memory", "redis", "2 workers")
-GATEWAYS = ("memory", "redis", "2 workers")
+TARGETS = ("upstream", "baseline", "memory", "redis", "sentinel", "cluster", "2 workers")
+GATEWAYS = ("memory", "redis", "sentinel", "cluster", "2 workers")
 HALF_LOAD_CONNECTIONS = 16
 
 
@@ -565,6 +575,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--redis-url",
         default="redis://127.0.0.1:6379/15",
         help="Redis for the redis and 2 workers rows (redis://127.0.0.1:6379/15)",
+    )
+    parser.add_argument(
+        "--sentinel-url",
+        help="Sentinel state URL for the sentinel row (default: a master, a replica and three "
+        "Sentinels started from redis-server for the run)",
+    )
+    parser.add_argument(
+        "--cluster-url",
+        help="Cluster state URL for the cluster row (default: a three-master cluster started "
+        "from redis-server for the run)",
     )
     parser.add_argument(
         "--no-half-load", action="store_true", help="skip the latency at half saturation"
@@ -662,7 +682,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         for name in args.targets:
             if name not in GATEWAYS:
                 continue
-            state = "memory" if name == "memory" else args.redis_url
+            try:
+                state = _state_url(name, args, stack, workdir)
+            except (BenchError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                skipped[name] = str(exc)
+                continue
             gateway = GatewayTarget(name, state, 2 if name == "2 workers" else 1)
             try:
                 port, token, pids[name] = stack.enter_context(
@@ -730,6 +754,26 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         write_chart(args.chart, results, ratios, half)
         print(f"chart written to {args.chart}")
     return summary
+
+
+def _state_url(name: str, args: argparse.Namespace, stack: ExitStack, workdir: Path) -> str:
+    """The state URL of a DataGate row; starts a Sentinel or Cluster topology for the run
+    unless one was named."""
+    if name == "memory":
+        return "memory"
+    if name in ("redis", "2 workers"):
+        return str(args.redis_url)
+    given = args.sentinel_url if name == "sentinel" else args.cluster_url
+    if given:
+        return str(given)
+    from loadtests.topologies import REDIS_CLI, REDIS_SERVER, ClusterTopology, SentinelTopology
+
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        raise BenchError(f"no redis-server to start a {name} topology (or give --{name}-url)")
+    kind = SentinelTopology if name == "sentinel" else ClusterTopology
+    topology = kind(workdir / f"{name}-redis")
+    stack.callback(topology.stop)
+    return topology.url
 
 
 def half_load(

@@ -12,8 +12,8 @@ import redis
 from hypothesis import settings
 
 from gateway.state import MemoryBackend, RedisBackend, StateBackend
+from loadtests.topologies import REDIS_CLI, REDIS_SERVER, ClusterTopology, SentinelTopology
 from tests.support import delete_prefix
-from tests.topologies import REDIS_CLI, REDIS_SERVER, ClusterTopology, SentinelTopology
 
 settings.register_profile("datagate", deadline=None)
 settings.load_profile("datagate")

@@ -71,6 +71,7 @@ class Breakers:
         A backend that is down at start leaves the view untrusted (fail closed) and the
         loop keeps retrying."""
         self._beat_ok = self.age_clock()
+        self.backend.on_reconnect(self._resync)
         # A corrupt record leaves the view untrusted too: we cannot know what it said.
         with contextlib.suppress(StateUnavailable, ValueError):
             # If Redis is down, its backend keeps the handler and subscribes it on return.
@@ -237,6 +238,11 @@ class Breakers:
             self._apply(BreakerState.from_bytes(value))
         self._reload_ok = self.age_clock()
         self._refreshed()
+
+    async def _resync(self) -> None:
+        """After a lost pub/sub connection: the changes published meanwhile were missed."""
+        with contextlib.suppress(StateUnavailable, ValueError):  # the loop retries
+            await self.reload()
 
     def on_reset(self, listener: Callable[[BreakerState], None]) -> None:
         """Call `listener(state)` when this view learns that the SOC closed a breaker."""

@@ -53,6 +53,7 @@ class RevocationList:
         With the backend down this still returns: the view stays untrusted (requests get
         503) until a reload succeeds; the backend keeps the subscription registered.
         """
+        self._backend.on_reconnect(self.reload)
         try:
             await self._backend.subscribe(REVOKED_CHANNEL, self._on_message)
         except StateUnavailable as exc:

@@ -296,6 +296,7 @@ class GrantStore:
 
     async def start(self) -> None:
         await self.refresh()
+        self._backend.on_reconnect(self._reconnected)
         await self._backend.subscribe(GRANTS_CHANNEL, self._notice)
         self._task = asyncio.create_task(self._resync(), name="grants-resync")
 
@@ -307,6 +308,13 @@ class GrantStore:
 
     async def _notice(self, message: bytes) -> None:
         await self.refresh()
+
+    async def _reconnected(self) -> None:
+        # Notices published while the backend was away were missed: reload now.
+        try:
+            await self.refresh()
+        except StateUnavailable as exc:
+            log.warning("grants_resync_failed", error=str(exc))
 
     async def _resync(self) -> None:
         while True:

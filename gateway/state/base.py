@@ -7,9 +7,10 @@ from typing import Protocol
 
 from gateway.errors import StateUnavailable
 
-__all__ = ["MessageHandler", "StateBackend", "StateUnavailable"]
+__all__ = ["MessageHandler", "ReconnectListener", "StateBackend", "StateUnavailable"]
 
 MessageHandler = Callable[[bytes], Awaitable[None] | None]
+ReconnectListener = Callable[[], Awaitable[None] | None]
 
 
 class StateBackend(Protocol):
@@ -85,6 +86,11 @@ class StateBackend(Protocol):
         Delivery is at most once: a process that is disconnected from Redis when a message
         is published never sees it, so treat messages as hints to re-read state.
         """
+
+    def on_reconnect(self, listener: ReconnectListener) -> None:
+        """Call `listener()` (sync or async) each time the pub/sub connection is back after a
+        loss (a restarted Redis, a Sentinel failover): messages published meanwhile were
+        missed, so the listener re-reads the state it keeps a view of. Memory never loses it."""
 
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         """Call `handler(message)` (sync or async) for every later message on `channel`.

@@ -5,11 +5,9 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-
-from gateway.state.base import MessageHandler
 
 log = structlog.get_logger("datagate.state")
 
@@ -103,11 +101,14 @@ def parse_stream_id(value: object) -> tuple[int, int]:
     return ms, seq
 
 
-async def deliver(handlers: Sequence[MessageHandler], channel: str, message: bytes) -> None:
-    """Run each handler on `message` in turn; a failing handler is logged, never fatal."""
+async def deliver(
+    handlers: Sequence[Callable[..., Awaitable[None] | None]], channel: str, *message: bytes
+) -> None:
+    """Run each handler on `message` (reconnect listeners: on nothing) in turn; a failing
+    handler is logged, never fatal."""
     for handler in handlers:
         try:
-            result = handler(message)
+            result = handler(*message)
             if inspect.isawaitable(result):
                 await result
         except Exception:

@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.state.base import MessageHandler
+from gateway.state.base import MessageHandler, ReconnectListener
 from gateway.state.common import (
     check_count_args,
     check_expected,
@@ -207,6 +207,9 @@ class MemoryBackend:
         check_value(message)
         if self._handlers.get(channel):
             self._queue.put_nowait((channel, message))
+
+    def on_reconnect(self, listener: ReconnectListener) -> None:
+        """Nothing to do: one process's memory is never disconnected."""
 
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         check_key("channel", channel)

@@ -13,7 +13,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError, StateUnavailable
-from gateway.state.base import MessageHandler
+from gateway.state.base import MessageHandler, ReconnectListener
 from gateway.state.common import (
     check_count_args,
     check_expected,
@@ -224,6 +224,8 @@ class RedisBackend:
         # Pub/sub: handlers by unprefixed channel, channels confirmed on the current
         # connection, and subscribers waiting for a confirmation.
         self._handlers: dict[str, list[MessageHandler]] = {}
+        self._reconnect_listeners: list[ReconnectListener] = []
+        self._lost = False  # the pub/sub connection was lost since it last confirmed
         self._confirmed: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
@@ -444,6 +446,10 @@ class RedisBackend:
         with _redis_errors:
             await self._redis.publish(f"{self._prefix}{channel}", message)
 
+    def on_reconnect(self, listener: ReconnectListener) -> None:
+        if listener not in self._reconnect_listeners:
+            self._reconnect_listeners.append(listener)
+
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         """Register `handler` and return once Redis confirms the subscription.
 
@@ -495,6 +501,7 @@ class RedisBackend:
             except Exception as exc:  # whatever went wrong, the listener must live on
                 error = StateUnavailable(f"redis: {exc}")
                 log.warning("state.pubsub_disconnected", error=str(exc), retry_in=self._backoff)
+                self._lost = True
                 for channel in list(self._waiters):
                     self._settle(channel, error)
             finally:
@@ -510,6 +517,11 @@ class RedisBackend:
         await pubsub.subscribe(*(f"{self._prefix}{channel}" for channel in self._handlers))
         self._pubsub = pubsub
         self._backoff = _MIN_BACKOFF
+        if self._lost:
+            # Whatever was published while we were away is gone: the views re-read state.
+            self._lost = False
+            log.info("state.pubsub_reconnected", channels=len(self._handlers))
+            await deliver(list(self._reconnect_listeners), "reconnect")
         awaiting_pong = False
         while True:
             message = await pubsub.get_message(timeout=self._health_interval)

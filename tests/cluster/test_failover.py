@@ -20,9 +20,9 @@ import pytest
 
 from gateway.identity.revocation import REVOKED_HASH
 from gateway.state import RedisBackend
+from loadtests.topologies import SentinelTopology
 from tests.cluster.conftest import Cluster, run_cluster
 from tests.conftest import _require_topology_tools
-from tests.topologies import SentinelTopology
 
 ACCOUNTS = "/api/social-security/accounts?size=5"  # level 3: a classified route
 STEADY = 20  # principals sharing the steady stream, so none of them looks like a burst

@@ -333,9 +333,17 @@ async def test_backend_recovers_after_redis_restarts(own_redis: RedisServer) -> 
     publisher = RedisBackend(own_redis.url, "datagate-test:")
     early: list[bytes] = []
     late: list[bytes] = []
+    reconnects: list[str] = []
+
+    async def reread() -> None:
+        reconnects.append("async")
+
+    state.on_reconnect(lambda: reconnects.append("sync"))
+    state.on_reconnect(reread)
     try:
         await state.start()
         await state.subscribe("policy", early.append)
+        assert reconnects == []  # the first connection is not a reconnect
         await state.set("k", b"v")
         assert await state.count([("c", 60)], T0) == [1]
 
@@ -363,6 +371,8 @@ async def test_backend_recovers_after_redis_restarts(own_redis: RedisServer) -> 
                 await asyncio.sleep(0.05)
         assert set(early) == {b"p"}
         assert set(late) == {b"b"}
+        # Messages published while it was away are lost: the views were told to re-read.
+        assert reconnects[:2] == ["sync", "async"]
     finally:
         await state.close()
         await publisher.close()

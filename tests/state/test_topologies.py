@@ -18,8 +18,8 @@ from gateway.configtree import Secret
 from gateway.errors import ConfigError
 from gateway.state import RedisBackend, StateUnavailable
 from gateway.state.config import StateConfig
+from loadtests.topologies import ClusterTopology, SentinelTopology
 from tests.conftest import _require_topology_tools
-from tests.topologies import ClusterTopology, SentinelTopology
 
 T0 = 1_700_000_000.0
 

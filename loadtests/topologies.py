@@ -1,4 +1,4 @@
-"""Real Redis topologies for the tests, from Debian's redis-server on loopback ports: a master
+"""Real Redis topologies for the benchmark and the tests, from redis-server on loopback: a master
 with a replica watched by three Sentinels, and a three-master Redis Cluster."""
 
 from __future__ import annotations
