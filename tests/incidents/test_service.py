@@ -67,7 +67,7 @@ async def test_a_repeat_after_the_window_or_resolution_raises_a_new_one(
 async def test_workflow_and_errors(incidents: Incidents) -> None:
     uid = (await incidents.raise_detection(Finding()))["finding_info"]["uid"]
     acked = await incidents.acknowledge(uid, "soc-ann", "on it")
-    assert acked["workflow"]["state"] == "acknowledged"
+    assert acked["unmapped"]["workflow"]["state"] == "acknowledged"
     with pytest.raises(WorkflowError, match="incident is already acknowledged"):
         await incidents.acknowledge(uid, "soc-ann")
     with pytest.raises(WorkflowError, match="note: resolving an incident requires a note"):
@@ -106,10 +106,13 @@ async def test_escalation_when_the_deadline_passes_unhandled(
     clock.advance(1)
     [escalated] = await incidents.escalate_overdue()
     assert escalated["finding_info"]["uid"] == late["finding_info"]["uid"]
-    assert escalated["escalation"]["reason"] == "handling deadline passed without acknowledgement"
+    assert (
+        escalated["unmapped"]["escalation"]["reason"]
+        == "handling deadline passed without acknowledgement"
+    )
     assert await incidents.escalate_overdue() == []  # only once
     await incidents.close()
-    assert "escalation" in file_lines(tmp_path / "incidents.jsonl")[-1]
+    assert "escalation" in file_lines(tmp_path / "incidents.jsonl")[-1]["unmapped"]
 
 
 async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
@@ -120,7 +123,7 @@ async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
     service = Incidents(dead, IncidentsConfig(), sinks, clock)
     await service.start()
     incident = await service.raise_detection(Finding())
-    assert incident["stored"] is False
+    assert incident["unmapped"]["stored"] is False
     with pytest.raises(StateUnavailable):
         await service.search()
     await service.close()
@@ -148,12 +151,14 @@ async def test_repeats_during_a_store_outage_update_one_incident(
     await service.close()
     await dead.close()
     assert {i["finding_info"]["uid"] for i in raised} == {raised[0]["finding_info"]["uid"]}
-    assert raised[-1]["count"] == 5 and raised[-1]["stored"] is False
-    assert {f"r-{n}" for n in range(5)} <= set(raised[-1]["evidence"]["sample_request_ids"])
+    assert raised[-1]["count"] == 5 and raised[-1]["unmapped"]["stored"] is False
+    assert {f"r-{n}" for n in range(5)} <= set(
+        raised[-1]["evidences"][0]["data"]["sample_request_ids"]
+    )
     assert other["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
     assert later["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
     lines = file_lines(tmp_path / "incidents.jsonl")
-    assert [(line["user"]["id"], line["count"]) for line in lines] == [  # type: ignore[index]
+    assert [(line["unmapped"]["ecs"]["user"]["id"], line["count"]) for line in lines] == [  # type: ignore[index]
         ("alice", 1),
         ("alice", 2),
         ("alice", 4),
@@ -185,7 +190,7 @@ async def test_incidents_raised_during_an_outage_are_stored_once_it_ends(
     await service.start()
     await redis_server.stop()
     during = await service.raise_detection(Finding())
-    assert during["stored"] is False
+    assert during["unmapped"]["stored"] is False
     with pytest.raises(StateUnavailable):
         await service.store_unstored()
     await redis_server.start()
