@@ -260,7 +260,11 @@ async def test_a_burst_trips_the_breaker_and_a_soc_reset_restores_access(demo: A
     resp = await demo.session.get(demo.admin_url + "/incidents?status=new", headers=soc)
     incidents = (await body(resp))["incidents"]
     mine = [i for i in incidents if i["finding_info"]["uid"] == incident_id]
-    assert mine and mine[0]["class_uid"] == 2004 and mine[0]["unmapped"]["ecs"]["user"]["id"] == "alice"
+    assert (
+        mine
+        and mine[0]["class_uid"] == 2004
+        and mine[0]["unmapped"]["ecs"]["user"]["id"] == "alice"
+    )
     assert mine[0]["unmapped"]["sla"]["due_at"]
     resp = await demo.session.post(
         demo.admin_url + f"/incidents/{incident_id}/ack", json={"note": "looking"}, headers=soc

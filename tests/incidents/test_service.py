@@ -15,6 +15,7 @@ from gateway.incidents.service import IncidentNotFound, Incidents
 from gateway.incidents.sinks import FileSink, Sinks
 from gateway.state import RedisBackend, StateBackend
 from tests.incidents.conftest import Clock, Finding, RedisServer, free_port
+from tests.incidents.ocsf import ocsf_errors
 
 
 def file_lines(path: Path) -> list[dict[str, object]]:
@@ -197,7 +198,7 @@ async def test_incidents_raised_during_an_outage_are_stored_once_it_ends(
     assert await service.store_unstored() == 1
     [listed] = await service.search()
     assert listed["finding_info"]["uid"] == during["finding_info"]["uid"]
-    assert "stored" not in listed
+    assert "stored" not in listed["unmapped"] and ocsf_errors(listed) == []
     clock.advance(1)
     after = await service.raise_detection(Finding())
     assert after["finding_info"]["uid"] == during["finding_info"]["uid"] and after["count"] == 2
