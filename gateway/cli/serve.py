@@ -116,7 +116,7 @@ async def _serve(
     from gateway import logs
     from gateway.app import Gateway
 
-    logs.configure(config.logging.level)
+    logs.configure(config.logging.level, fmt=config.logging.format)
     upstream = None
     if demo_upstream_port is not None:
         from gateway.demo.upstream import start_upstream
