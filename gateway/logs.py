@@ -113,7 +113,7 @@ class BufferedLineLogger:
 
 _OUT: BufferedLineLogger | None = None
 _INFO = True  # info lines are written at the configured level
-_ECS: ecs_logging.StructlogFormatter | None = None  # set in the `ecs` format
+_ECS = False  # the `ecs` format
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted: (second, ISO prefix)
 
 
@@ -127,10 +127,6 @@ def request_line(fields: dict[str, Any]) -> None:
         return
     if not _INFO:
         return
-    if _ECS is not None:
-        fields["event"] = "request"
-        _OUT.msg(_ECS(None, "info", ecs_fields(None, "info", fields)).encode())  # type: ignore[arg-type]
-        return
     global _second
     now = time.time()
     whole = int(now // 1)
@@ -139,9 +135,30 @@ def request_line(fields: dict[str, Any]) -> None:
         prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
         cached = _second = (whole, prefix)
     fields["event"] = "request"
+    if _ECS:
+        # What ecs-logging's formatter makes of it, built directly (the formatter costs
+        # twenty times the rest of the line).
+        line: dict[str, Any] = {
+            "@timestamp": f"{cached[1]}.{int((now - whole) * 1e3):03d}Z",
+            "log.level": "info",
+            "message": "request",
+            "ecs.version": ecs_logging.ECS_VERSION,
+        }
+        for key, value in ecs_fields(None, "info", fields).items():
+            if key != "event":
+                _nest(line, key, value)
+        _OUT.msg(_dumps(line))
+        return
     fields["level"] = "info"
     fields["timestamp"] = f"{cached[1]}.{int((now - whole) * 1e6):06d}Z"
     _OUT.msg(_dumps(fields))
+
+
+def _nest(into: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        into = into.setdefault(part, {})
+    into[last] = value
 
 
 def flush() -> None:
@@ -164,8 +181,8 @@ def configure(level: str = "info", stream: BinaryIO | None = None, fmt: str = "j
     atexit.register(flush)
     shared: list[Any] = [structlog.contextvars.merge_contextvars]
     if fmt == "ecs":
-        _ECS = ecs_logging.StructlogFormatter(ensure_ascii=False)
-        ecs = _ECS
+        _ECS = True
+        ecs = ecs_logging.StructlogFormatter(ensure_ascii=False)
         processors = [
             *shared,
             drop_secrets,
@@ -175,7 +192,7 @@ def configure(level: str = "info", stream: BinaryIO | None = None, fmt: str = "j
             lambda logger, name, event: ecs(logger, name, event).encode(),
         ]
     else:
-        _ECS = None
+        _ECS = False
         processors = [
             *shared,
             structlog.processors.add_log_level,

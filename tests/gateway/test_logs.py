@@ -99,7 +99,7 @@ def test_ecs_lines_have_an_event_object_and_ecs_fields() -> None:
     finally:
         structlog.reset_defaults()
         logs._OUT = None
-        logs._ECS = None
+        logs._ECS = False
     for line in (tls, audit, failed, request):
         assert isinstance(line["event"], dict), "ECS `event` is an object"
         assert line["message"] == line["event"]["action"]
@@ -134,7 +134,7 @@ def test_ecs_request_lines_render_like_structlog_lines() -> None:
     finally:
         structlog.reset_defaults()
         logs._OUT = None
-        logs._ECS = None
+        logs._ECS = False
 
 
 def test_an_unknown_log_format_is_refused() -> None:
