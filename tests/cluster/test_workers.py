@@ -53,6 +53,8 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
         policies=Path(__file__).resolve().parents[2] / "policies",
         data_dir=data_dir,
     )
+    # The load is a script's, as fast as loopback allows: a rate rule would suspend it.
+    config["detection"]["high_frequency"] = {"enabled": False}
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
     port, admin_port = config["server"]["port"], config["admin"]["port"]
