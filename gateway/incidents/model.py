@@ -362,6 +362,68 @@ def escalate(incident: Mapping[str, Any], now: float) -> dict[str, Any]:
     return out
 
 
+def upgrade(incident: dict[str, Any]) -> dict[str, Any]:
+    """An incident stored by a DataGate before OCSF 1.5.0 records (DataGate's fields and the
+    ECS mirror at the top level, `evidence`, `action`) in today's shape; others as they are.
+    Read from the store, so incidents raised before an upgrade keep working."""
+    if "unmapped" in incident:
+        return incident
+    old = copy.deepcopy(incident)
+    evidence = old.pop("evidence")
+    rule = old.pop("rule")["name"]
+    seen: dict[str, Any] = {"name": rule, "data": evidence}
+    actor = old.pop("actor", None) or {}
+    if (actor.get("user") or {}).get("uid"):
+        seen["actor"] = actor
+    old.pop("source", None)  # the ECS mirror of src_endpoint, rebuilt below
+    ip = _ip((old.pop("src_endpoint", None) or {}).get("ip"))
+    if ip:
+        seen["src_endpoint"] = {"ip": ip}
+    url = old.pop("url", None) or {"path": None}
+    if url.get("path"):
+        seen["url"] = {"path": url["path"]}
+    if evidence.get("sample_request_ids"):
+        seen["http_request"] = {"uid": evidence["sample_request_ids"][-1]}
+    if old.get("resources"):
+        seen["resources"] = old["resources"]
+    breaker = (old.pop("action", None) or {}).get("breaker")
+    event = old.pop("event")
+    event.setdefault("risk_score", float(old.get("risk_score", 0)))
+    unmapped: dict[str, Any] = {
+        "dedup_key": old.pop("dedup_key"),
+        "breaker": breaker,
+        "workflow": old.pop("workflow"),
+        "sla": old.pop("sla"),
+        "ecs": {
+            "@timestamp": old.pop("@timestamp"),
+            "ecs": {"version": ECS_VERSION},
+            "message": old.get("message"),
+            "event": event,
+            "user": old.pop("user"),
+            "source": {"ip": ip},
+            "url": url,
+            "rule": {"name": rule},
+        },
+    }
+    for key in ("escalation", "stored"):
+        if key in old:
+            unmapped[key] = old.pop(key)
+    out = {**old, "evidences": [seen], "unmapped": unmapped}
+    out["metadata"] = {**old["metadata"], "version": OCSF_VERSION, "profiles": list(OCSF_PROFILES)}
+    out["metadata"]["product"] = {**PRODUCT, **old["metadata"].get("product", {})}
+    out["finding_info"]["analytic"].setdefault("uid", rule)
+    out.pop("anomaly_analyses", None)
+    out["anomaly_analyses"] = _anomaly_analyses(evidence)
+    _set_severity(out, out["severity_id"])
+    _set_action(out, DENIED if breaker else OBSERVED)
+    history = unmapped["workflow"]["history"]
+    if unmapped["workflow"]["state"] != "new" and history:
+        out["assignee"] = {"name": history[-1]["by"]}
+    out["type_name"] = f"Detection Finding: {out['activity_name']}"
+    out["finding_info"].setdefault("modified_time", out["time"])
+    return out
+
+
 def worth_emitting(count: int) -> bool:
     """Repeats go to the sinks at counts 2, 4, 8, 16 ...: growth is visible, floods are not."""
     return count & (count - 1) == 0

@@ -27,6 +27,11 @@ _MAX_UNSTORED = 10_000  # incidents kept in memory for dedup while the store is 
 log = get_logger("datagate.incidents")
 
 
+def _load(raw: bytes) -> dict[str, Any]:
+    """A stored incident, in today's shape even if an older DataGate stored it."""
+    return model.upgrade(orjson.loads(raw))
+
+
 def new_id() -> str:
     return f"inc-{uuid.uuid4().hex[:16]}"
 
@@ -108,7 +113,7 @@ class Incidents:
                 raw_id = await self.backend.hget(KEYS, key)
                 raw = await self.backend.hget(HASH, raw_id.decode()) if raw_id else None
                 if raw is not None:
-                    current = orjson.loads(raw)
+                    current = _load(raw)
                     last = current["finding_info"]["last_seen_time"] / 1000
                     if model.state_of(current) != "resolved" and now - last <= cfg.dedup_window:
                         updated = model.repeat(current, detection, now, request_id, cfg.max_samples)
@@ -217,7 +222,7 @@ class Incidents:
         now = self.clock()
         escalated = []
         for raw in (await self.backend.hgetall(HASH)).values():
-            incident = orjson.loads(raw)
+            incident = _load(raw)
             if not model.overdue(incident, now):
                 continue
             uid = incident["finding_info"]["uid"]
@@ -241,7 +246,7 @@ class Incidents:
             raw = await self.backend.hget(HASH, incident_id)
             if raw is None:
                 raise IncidentNotFound(incident_id)
-            new = fn(orjson.loads(raw))
+            new = fn(_load(raw))
             encoded = orjson.dumps(new)
             if await self.backend.hcas(HASH, incident_id, raw, encoded):
                 self.sinks.emit(new, encoded)
@@ -254,7 +259,7 @@ class Incidents:
         raw = await self.backend.hget(HASH, incident_id)
         if raw is None:
             raise IncidentNotFound(incident_id)
-        return orjson.loads(raw)  # type: ignore[no-any-return]
+        return _load(raw)
 
     async def search(
         self,
@@ -268,7 +273,7 @@ class Incidents:
         """Matching incidents, most recently seen first."""
         out = []
         for raw in (await self.backend.hgetall(HASH)).values():
-            i = orjson.loads(raw)
+            i = _load(raw)
             if status is not None and model.state_of(i) != status:
                 continue
             if min_severity is not None and i["severity_id"] < min_severity:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -187,3 +189,27 @@ def test_action_and_emission_rule() -> None:
     assert (i["action_id"], i["action"], i["disposition_id"]) == (2, "Denied", 2)
     assert i["unmapped"]["ecs"]["event"]["type"] == ["denied"]
     assert [c for c in range(1, 20) if model.worth_emitting(c)] == [1, 2, 4, 8, 16]
+
+
+LEGACY = Path(__file__).with_name("data") / "incident-before-ocsf-1.5.json"
+
+
+def test_an_incident_stored_before_ocsf_1_5_is_upgraded_to_a_valid_one() -> None:
+    old = orjson.loads(LEGACY.read_bytes())
+    assert ocsf_errors(old), "the old shape is not valid OCSF"
+    i = model.upgrade(old)
+    assert ocsf_errors(i) == []
+    assert i["unmapped"]["dedup_key"] == old["dedup_key"]
+    assert i["unmapped"]["workflow"] == old["workflow"] and i["unmapped"]["sla"] == old["sla"]
+    assert i["unmapped"]["breaker"] == old["action"]["breaker"]
+    assert i["evidences"][0]["data"] == old["evidence"]
+    assert i["evidences"][0]["actor"] == old["actor"]
+    assert (model.rule_of(i), model.principal_of(i), model.state_of(i)) == (
+        "bulk_export",
+        "alice",
+        "acknowledged",
+    )
+    assert (i["action"], i["assignee"]) == ("Denied", {"name": "soc-ann"})
+    assert model.upgrade(i) is i, "today's shape is left as it is"
+    resolved = model.resolve(i, "soc-ann", "done", T0 + 100)
+    assert ocsf_errors(resolved) == []

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from gateway.errors import StateUnavailable
+from gateway.incidents import model
 from gateway.incidents.config import FileSinkConfig, IncidentsConfig
 from gateway.incidents.model import WorkflowError
 from gateway.incidents.service import IncidentNotFound, Incidents
@@ -205,3 +206,17 @@ async def test_incidents_raised_during_an_outage_are_stored_once_it_ends(
     assert await service.store_unstored() == 0
     await service.close()
     await backend.close()
+
+
+async def test_an_incident_an_older_version_stored_is_listed_and_handled(
+    incidents: Incidents, backend: StateBackend
+) -> None:
+    legacy = Path(__file__).with_name("data") / "incident-before-ocsf-1.5.json"
+    old = orjson.loads(legacy.read_bytes())
+    uid = old["finding_info"]["uid"]
+    await backend.hset("incidents", uid, legacy.read_bytes().strip())
+    [listed] = await incidents.search(principal="alice", status="acknowledged")
+    assert listed["finding_info"]["uid"] == uid and ocsf_errors(listed) == []
+    resolved = await incidents.resolve(uid, "soc-bob", "approved export")
+    assert model.state_of(resolved) == "resolved" and ocsf_errors(resolved) == []
+    assert "unmapped" in orjson.loads(await backend.hget("incidents", uid) or b"{}")
