@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import aiohttp
@@ -73,11 +74,14 @@ async def test_one_scrape_counts_every_workers_requests(
             for _ in range(REQUESTS):
                 async with session.get(url, headers=headers) as resp:
                     assert resp.status == 200
-            scrapes = []
+            scrapes, took = [], []
             for _ in range(SCRAPES):
+                started = time.perf_counter()
                 async with session.get(f"http://127.0.0.1:{admin_port}/metrics") as resp:
                     assert resp.status == 200, await resp.text()
-                    scrapes.append(parse(await resp.text()))
+                    text = await resp.text()
+                took.append(time.perf_counter() - started)
+                scrapes.append(parse(text))
     finally:
         code = stop_process(proc, log_file)
     assert code == 0, log.read_text()[-4000:]
@@ -102,6 +106,10 @@ async def test_one_scrape_counts_every_workers_requests(
     ]
     assert all(n > 0 for n in per_worker), per_worker
 
+    took.sort()
+    print(
+        f"\n{WORKERS}-worker scrape: median {took[len(took) // 2] * 1000:.1f} ms, {len(text)} bytes"
+    )
     names = set().union(*(set(s) for s in scrapes))
     missing = sorted(dashboard_metrics() - names)
     assert missing == [], f"the dashboard queries metrics no scrape has: {missing}"
