@@ -32,7 +32,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import StateUnavailable
 from gateway.incidents import model
-from gateway.incidents.model import PRODUCT
 from gateway.logs import get_logger
 
 if TYPE_CHECKING:
@@ -233,7 +232,7 @@ class Metrics:
             ["version", "python"],
             registry=self.registry,
         )
-        self.build_info.labels(PRODUCT["version"], platform.python_version()).set(1)
+        self.build_info.labels(model.PRODUCT["version"], platform.python_version()).set(1)
         self.policy_info = Gauge(
             "datagate_policy_loaded_timestamp_seconds",
             "When the policy in force was loaded, labelled with its version.",
