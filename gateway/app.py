@@ -163,11 +163,12 @@ class Gateway:
         *,
         clock: Callable[[], float] = time.time,
         worker: int | None = None,
+        metrics_peers: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.worker = worker
-        self.metrics = Metrics()
+        self.metrics = Metrics(worker, metrics_peers)
         self.log = get_logger("datagate")
         self.started = False
         self.listeners: list[Listener] = []
@@ -207,6 +208,7 @@ class Gateway:
             cache_size=config.policy.cache_size,
         )
         self.policy.on_swap(self._policy_swapped)
+        self.policy.on_swap(lambda _: self.metrics.policy_reloads.labels("loaded").inc())
         self.grants.on_refresh(self.decider.clear)
         self.breakers = Breakers(self.state, config.breaker, clock)
         self.incidents = Incidents(
@@ -218,10 +220,7 @@ class Gateway:
             if config.audit.enabled
             else None
         )
-        if self.audit is not None:
-            audit = self.audit
-            self.metrics.audit_healthy.set_function(lambda: 1.0 if audit.healthy else 0.0)
-            self.metrics.audit_backlog.set_function(lambda: float(audit.backlog))
+        self.metrics.watch(audit=self.audit, breakers=self.breakers, incidents=self.incidents)
         self.stats = DashboardStats(clock=clock)
         self.access = AccessRequests(
             self.state,
@@ -399,6 +398,7 @@ class Gateway:
         )
 
     async def _policy_rejected(self, message: str) -> None:
+        self.metrics.policy_reloads.labels("rejected").inc()
         self.log.error("policy_rejected_alert", message=message)
         await self.incidents.raise_detection(
             policy_rejected(message),
@@ -514,6 +514,7 @@ class Gateway:
         await self.breakers.start()
         await self.incidents.start()
         await self.access.start()
+        await self.metrics.start()
         if self.detector is not None:
             self.detector.start()
         for name, upstream in self.config.upstreams.items():
@@ -566,7 +567,8 @@ class Gateway:
         """SIGHUP: re-read the config file (when the gateway runs from one), then the policy."""
         async with self._reloading:
             if config_path is not None:
-                await self.reload_config(config_path)
+                ok = await self.reload_config(config_path)
+                self.metrics.config_reloads.labels("loaded" if ok else "rejected").inc()
             await self.policy.reload(trigger="signal")
 
     async def reload_config(self, path: Path) -> bool:
@@ -658,6 +660,7 @@ class Gateway:
             await self.detector.stop()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.metrics.close()
         await self.access.close()
         await self.incidents.close()
         await self.breakers.close()

@@ -81,6 +81,9 @@ class UpstreamConfig:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = field("info", choices=("debug", "info", "warning", "error"))
+    # json: structlog's keys (`event` is a string); ecs: Elastic Common Schema lines, whose
+    # `event` is an object, for an ECS index (docs/siem.md).
+    format: str = field("json", choices=("json", "ecs"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

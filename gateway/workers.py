@@ -5,20 +5,30 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 
 
-def _worker(config_path: str, index: int) -> None:
+def _worker(config_path: str, index: int, metrics_peers: str) -> None:
     import asyncio
 
     from gateway.cli.serve import _serve
     from gateway.config import load_config
 
     path = Path(config_path)
-    asyncio.run(_serve(load_config(path), config_path=path, reuse_port=True, worker=index))
+    asyncio.run(
+        _serve(
+            load_config(path),
+            config_path=path,
+            reuse_port=True,
+            worker=index,
+            metrics_peers=Path(metrics_peers),
+        )
+    )
 
 
 def _shared_signing_key(config_path: Path) -> None:
@@ -36,9 +46,12 @@ def run_workers(config_path: Path, workers: int) -> int:
     """Start `workers` processes that share the data and admin ports; forward SIGTERM, SIGINT
     and SIGHUP to them; return non-zero if any worker failed."""
     _shared_signing_key(config_path)
+    # Each worker serves its own metrics on a Unix socket here; a scrape of any worker adds
+    # up all of theirs (gateway.metrics). Private to this user, removed when they stop.
+    peers = tempfile.mkdtemp(prefix="datagate-metrics-")
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(str(config_path), i), name=f"datagate-worker-{i}")
+        ctx.Process(target=_worker, args=(str(config_path), i, peers), name=f"datagate-worker-{i}")
         for i in range(workers)
     ]
     for proc in procs:
@@ -54,6 +67,7 @@ def run_workers(config_path: Path, workers: int) -> int:
         signal.signal(sig, forward)
     for proc in procs:
         proc.join()
+    shutil.rmtree(peers, ignore_errors=True)
     failed = [p.name for p in procs if p.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
     if failed:
         print(f"datagate: workers exited with errors: {', '.join(failed)}", file=sys.stderr)

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.errors import GatewayError
 from gateway.identity.principal import Principal
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, PeerUnavailable
 from gateway.pipeline import request_id
 
 # Paths anyone on the admin network may read: probes, scrapers, the API description and the
@@ -131,11 +131,12 @@ def admin_app(
         state = readiness()
         return json_response(state, 200 if state.get("ready") else 503)
 
-    async def metrics_page(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
+    async def metrics_page(request: web.Request) -> web.Response:
+        try:
+            body = await metrics.exposition()
+        except PeerUnavailable as exc:
+            return admin_error(request, 503, "unavailable", f"metrics incomplete: {exc}")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     description = orjson.dumps(openapi_document())
 

@@ -50,6 +50,7 @@ class AuditWriter:
     ) -> None:
         # Told once per outage, when the disk starts refusing writes (the SOC's alarm).
         self._on_failure = on_failure
+        self.failures = 0  # writes the disk refused, for the metrics
         # One chain per writing process: worker N of `datagate run --workers` writes
         # `audit.wN.jsonl` and `checkpoints.wN.jsonl`, each verified on its own.
         if worker is not None:
@@ -184,6 +185,7 @@ class AuditWriter:
             try:
                 size = await asyncio.to_thread(self._write, self._pending)
             except OSError as exc:
+                self.failures += 1
                 first = self._error is None
                 self._error = f"{self.config.path}: {exc.strerror or exc}"
                 if first:

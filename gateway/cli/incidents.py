@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from gateway.cli.adminclient import add_admin_args, admin_request
+from gateway.incidents import model
 
 STATUSES = ("new", "acknowledged", "resolved")
 
@@ -39,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def line(i: dict[str, Any]) -> str:
     info = i["finding_info"]
-    who = i.get("user", {}).get("id") or "-"
+    who = model.principal_of(i) or "-"
     dataset = ",".join(r["uid"] for r in i.get("resources", [])) or "-"
     return (
-        f"{info['uid']}  {i['workflow']['state']:<12}  sev {i['severity_id']}  "
-        f"x{i['count']:<4}  {who}  {dataset}  due {i['sla']['due_at']}  {info['title']}"
+        f"{info['uid']}  {model.state_of(i):<12}  sev {i['severity_id']}  "
+        f"x{i['count']:<4}  {who}  {dataset}  due {model.sla_of(i)['due_at']}  {info['title']}"
     )
 
 

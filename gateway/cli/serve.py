@@ -111,11 +111,12 @@ async def _serve(
     demo_upstream_port: int | None = None,
     reuse_port: bool = False,
     worker: int | None = None,
+    metrics_peers: Path | None = None,
 ) -> None:
     from gateway import logs
     from gateway.app import Gateway
 
-    logs.configure(config.logging.level)
+    logs.configure(config.logging.level, fmt=config.logging.format)
     upstream = None
     if demo_upstream_port is not None:
         from gateway.demo.upstream import start_upstream
@@ -129,7 +130,7 @@ async def _serve(
                 f"cannot listen on 127.0.0.1:{demo_upstream_port} for the sample data API: "
                 f"{exc.strerror or exc}"
             ) from None
-    gateway = Gateway(config, worker=worker)
+    gateway = Gateway(config, worker=worker, metrics_peers=metrics_peers)
     stopped = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 

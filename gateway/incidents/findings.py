@@ -19,6 +19,9 @@ class GatewayFinding:
     dataset: str | None = None
     score: float = 0.0
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The gateway refused what the finding is about (OCSF action "Denied"), rather than only
+    # observing it.
+    denied: bool = False
 
 
 def policy_rejected(message: str) -> GatewayFinding:
@@ -47,6 +50,7 @@ def unmaskable_response(dataset: str, reason: str, principal: str | None) -> Gat
         principal=principal,
         dataset=dataset,
         evidence={"observed": {"reason": reason}, "baseline": {}},
+        denied=True,
     )
 
 
@@ -56,4 +60,5 @@ def audit_unavailable(error: str) -> GatewayFinding:
         title="The audit log cannot be written; classified data is not served",
         severity=4,
         evidence={"observed": {"error": error}, "baseline": {}},
+        denied=True,
     )

@@ -161,7 +161,7 @@ class Responder:
             state = await self.breakers.trip(
                 scope, key, f"{detection.rule}: {detection.title}", incident_id
             )
-            if state is not None and incident.get("stored", True):
+            if state is not None and incident["unmapped"].get("stored", True):
                 await self.incidents.set_action(incident_id, scope, key, state.state, state.until)
         except StateUnavailable as exc:
             # The views go untrusted with the store, so classified routes refuse anyway.

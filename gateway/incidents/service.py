@@ -27,6 +27,11 @@ _MAX_UNSTORED = 10_000  # incidents kept in memory for dedup while the store is 
 log = get_logger("datagate.incidents")
 
 
+def _load(raw: bytes) -> dict[str, Any]:
+    """A stored incident, in today's shape even if an older DataGate stored it."""
+    return model.upgrade(orjson.loads(raw))
+
+
 def new_id() -> str:
     return f"inc-{uuid.uuid4().hex[:16]}"
 
@@ -108,12 +113,9 @@ class Incidents:
                 raw_id = await self.backend.hget(KEYS, key)
                 raw = await self.backend.hget(HASH, raw_id.decode()) if raw_id else None
                 if raw is not None:
-                    current = orjson.loads(raw)
+                    current = _load(raw)
                     last = current["finding_info"]["last_seen_time"] / 1000
-                    if (
-                        current["workflow"]["state"] != "resolved"
-                        and now - last <= cfg.dedup_window
-                    ):
+                    if model.state_of(current) != "resolved" and now - last <= cfg.dedup_window:
                         updated = model.repeat(current, detection, now, request_id, cfg.max_samples)
                         encoded = orjson.dumps(updated)
                         uid = current["finding_info"]["uid"]
@@ -156,7 +158,7 @@ class Incidents:
                 self.sinks.emit(updated)
             return updated
         incident = fresh()
-        incident["stored"] = False
+        incident["unmapped"]["stored"] = False
         log.error("incident_not_stored", incident_id=incident["finding_info"]["uid"], error=error)
         self._unstored.pop(key, None)
         self._unstored[key] = incident
@@ -172,7 +174,10 @@ class Incidents:
         Returns how many were stored; raises StateUnavailable if the store is still down."""
         stored = 0
         for key, incident in list(self._unstored.items()):
-            kept = {k: v for k, v in incident.items() if k != "stored"}
+            kept = {
+                **incident,
+                "unmapped": {k: v for k, v in incident["unmapped"].items() if k != "stored"},
+            }
             uid = kept["finding_info"]["uid"]
             await self.backend.hset(HASH, uid, orjson.dumps(kept))
             await self.backend.hcas(KEYS, key, None, uid.encode())
@@ -187,9 +192,9 @@ class Incidents:
         log.warning(
             "incident_raised",
             incident_id=incident["finding_info"]["uid"],
-            rule=incident["rule"]["name"],
+            rule=model.rule_of(incident),
             severity=incident["severity_id"],
-            principal=incident["user"]["id"],
+            principal=model.principal_of(incident),
         )
 
     # ---- changes ---------------------------------------------------------------------------
@@ -217,7 +222,7 @@ class Incidents:
         now = self.clock()
         escalated = []
         for raw in (await self.backend.hgetall(HASH)).values():
-            incident = orjson.loads(raw)
+            incident = _load(raw)
             if not model.overdue(incident, now):
                 continue
             uid = incident["finding_info"]["uid"]
@@ -227,8 +232,8 @@ class Incidents:
                 log.error(
                     "incident_escalated",
                     incident_id=uid,
-                    due_at=done["sla"]["due_at"],
-                    principal=done["user"]["id"],
+                    due_at=model.sla_of(done)["due_at"],
+                    principal=model.principal_of(done),
                     severity=done["severity_id"],
                 )
                 escalated.append(done)
@@ -241,7 +246,7 @@ class Incidents:
             raw = await self.backend.hget(HASH, incident_id)
             if raw is None:
                 raise IncidentNotFound(incident_id)
-            new = fn(orjson.loads(raw))
+            new = fn(_load(raw))
             encoded = orjson.dumps(new)
             if await self.backend.hcas(HASH, incident_id, raw, encoded):
                 self.sinks.emit(new, encoded)
@@ -254,7 +259,7 @@ class Incidents:
         raw = await self.backend.hget(HASH, incident_id)
         if raw is None:
             raise IncidentNotFound(incident_id)
-        return orjson.loads(raw)  # type: ignore[no-any-return]
+        return _load(raw)
 
     async def search(
         self,
@@ -268,12 +273,12 @@ class Incidents:
         """Matching incidents, most recently seen first."""
         out = []
         for raw in (await self.backend.hgetall(HASH)).values():
-            i = orjson.loads(raw)
-            if status is not None and i["workflow"]["state"] != status:
+            i = _load(raw)
+            if status is not None and model.state_of(i) != status:
                 continue
             if min_severity is not None and i["severity_id"] < min_severity:
                 continue
-            if principal is not None and i["user"]["id"] != principal:
+            if principal is not None and model.principal_of(i) != principal:
                 continue
             if dataset is not None and dataset not in [r["uid"] for r in i["resources"]]:
                 continue

@@ -254,9 +254,9 @@ async def test_acknowledge_an_incident_by_clicking(
     assert (await row.locator("td.sla").inner_text()).startswith("met (acknowledged ")
     assert await row.locator('button[data-action="ack"]').count() == 0
     incident = await api_incident(soc, soc.incident_id)
-    assert incident["workflow"]["state"] == "acknowledged"
-    assert incident["workflow"]["history"][-1]["by"] == "soc1"
-    assert incident["sla"]["acknowledged_at"] is not None
+    assert incident["unmapped"]["workflow"]["state"] == "acknowledged"
+    assert incident["unmapped"]["workflow"]["history"][-1]["by"] == "soc1"
+    assert incident["unmapped"]["sla"]["acknowledged_at"] is not None
     assert await page.locator("#error").is_hidden()
     screenshot = os.environ.get("DATAGATE_DASHBOARD_SCREENSHOT", str(tmp_path / "dashboard.png"))
     await page.screenshot(path=screenshot, full_page=True)
@@ -288,8 +288,8 @@ async def test_resolve_and_reset_ask_for_a_note(browser: Browser, soc: Soc) -> N
     await page.click("#note-confirm")
     await row.wait_for(state="detached")
     incident = await api_incident(soc, soc.incident_id)
-    assert incident["workflow"]["state"] == "resolved"
-    assert incident["workflow"]["history"][-1]["note"] == "approved quarterly export"
+    assert incident["unmapped"]["workflow"]["state"] == "resolved"
+    assert incident["unmapped"]["workflow"]["history"][-1]["note"] == "approved quarterly export"
     assert await page.locator("#incidents-empty").is_visible()
 
     await breaker.locator('button[data-action="reset"]').click()

@@ -283,7 +283,10 @@ async def test_sigterm_lets_in_flight_requests_finish_then_flushes_and_exits_0(
     records = served.verify_audit()
     finished = [r for r in records if r.get("request_id") == headers["X-Request-ID"]]
     assert [r["status"] for r in finished] == [200]
-    rules = [(i["rule"]["name"], i["user"]["id"]) for i in incident_lines(served)]
+    rules = [
+        (i["finding_info"]["analytic"]["name"], i["unmapped"]["ecs"]["user"]["id"])
+        for i in incident_lines(served)
+    ]
     assert rules == [("unmaskable_response", "leaker")]
     assert served.log_events("incident_sink_closed_with_backlog") == []
 
@@ -354,7 +357,11 @@ async def test_sighup_reloads_the_config_and_the_policy(
     status, _, body = await get(served.admin("/incidents"), soc)
     assert status == 200
     incidents = orjson.loads(body)["incidents"]
-    assert [i["severity_id"] for i in incidents if i["rule"]["name"] == "config_rejected"] == [2]
+    assert [
+        i["severity_id"]
+        for i in incidents
+        if i["finding_info"]["analytic"]["name"] == "config_rejected"
+    ] == [2]
     assert served.stop() == 0, served.output()
 
 
@@ -382,7 +389,9 @@ async def test_two_workers_append_whole_lines_to_one_incident_file(
         data = file.read_bytes()
         assert data.endswith(b"\n") and len(data) <= limit, f"{file.name}: {len(data)} bytes"
     lines = incident_lines(served)  # every line parses as JSON
-    assert sorted(i["user"]["id"] for i in lines) == principals, "each incident once, none lost"
+    assert sorted(i["unmapped"]["ecs"]["user"]["id"] for i in lines) == principals, (
+        "each incident once, none lost"
+    )
     assert len(files) > 2, "the test rotated the file several times"
     per_worker = [
         sum(1 for line in f.read_bytes().splitlines() if b'"status":502' in line)

@@ -168,7 +168,7 @@ def _metric(text: str, name: str) -> float:
 
 async def _audit_incidents(gw: object) -> list[dict[str, object]]:
     incidents = gw.incidents()  # type: ignore[attr-defined]
-    return [i for i in incidents if i["rule"]["name"] == "audit_unavailable"]
+    return [i for i in incidents if i["finding_info"]["analytic"]["name"] == "audit_unavailable"]
 
 
 def _verify(disk: Path, public_key: Path, seen: dict[str, int]) -> None:

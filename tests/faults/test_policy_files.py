@@ -135,7 +135,9 @@ async def _break_and_mend(
         gw.admin_url + "/incidents", headers=gw.soc(), params={"status": "new"}
     ) as resp:
         incidents = (await resp.json())["incidents"]
-    [incident] = [i for i in incidents if i["rule"]["name"] == "policy_rejected"]
+    [incident] = [
+        i for i in incidents if i["finding_info"]["analytic"]["name"] == "policy_rejected"
+    ]
     assert (incident["count"], incident["severity_id"]) == (len(GARBAGE), 2)
 
     # A good change afterwards is picked up: the contractor's row now covers alice too.

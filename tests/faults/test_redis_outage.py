@@ -202,9 +202,13 @@ async def _delivered(gw: GatewayProcess, own_redis: RedisServer) -> tuple[int, .
     """The incidents the file holds that Redis could not store, the detections they count
     and their lines; nothing until the stream holds every one of those lines, once."""
     filed = gw.incidents()
-    unstored = {i["finding_info"]["uid"] for i in filed if i.get("stored") is False}
+    unstored = {i["finding_info"]["uid"] for i in filed if i["unmapped"].get("stored") is False}
     assert unstored, "the burst while Redis was down raised incidents"
-    keys = {i["finding_info"]["uid"]: i["dedup_key"] for i in filed if i.get("stored") is False}
+    keys = {
+        i["finding_info"]["uid"]: i["unmapped"]["dedup_key"]
+        for i in filed
+        if i["unmapped"].get("stored") is False
+    }
     assert len(set(keys.values())) == len(keys), "repeats during the outage update one incident"
     client = own_redis.client()
     try:

@@ -90,7 +90,7 @@ async def test_sigterm_under_load_loses_nothing(
     incidents = (gw.data_dir / "var" / "incidents" / "incidents.jsonl").read_bytes()
     assert incidents.endswith(b"\n")
     lines = [orjson.loads(line) for line in incidents.splitlines()]  # each one whole
-    assert {i["rule"]["name"] for i in lines} == {"unmaskable_response"}
+    assert {i["finding_info"]["analytic"]["name"] for i in lines} == {"unmaskable_response"}
     print(
         f"\nSIGTERM with {workers} worker(s): {len(answered)} answers, all audited "
         f"({len(refused)} refused at the door during shutdown); "

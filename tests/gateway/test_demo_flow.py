@@ -260,8 +260,12 @@ async def test_a_burst_trips_the_breaker_and_a_soc_reset_restores_access(demo: A
     resp = await demo.session.get(demo.admin_url + "/incidents?status=new", headers=soc)
     incidents = (await body(resp))["incidents"]
     mine = [i for i in incidents if i["finding_info"]["uid"] == incident_id]
-    assert mine and mine[0]["class_uid"] == 2004 and mine[0]["user"]["id"] == "alice"
-    assert mine[0]["sla"]["due_at"]
+    assert (
+        mine
+        and mine[0]["class_uid"] == 2004
+        and mine[0]["unmapped"]["ecs"]["user"]["id"] == "alice"
+    )
+    assert mine[0]["unmapped"]["sla"]["due_at"]
     resp = await demo.session.post(
         demo.admin_url + f"/incidents/{incident_id}/ack", json={"note": "looking"}, headers=soc
     )
@@ -288,7 +292,7 @@ async def test_a_finding_about_a_client_ip_does_not_suspend_its_principals(demo:
         assert resp.status == 401
     soc = demo.auth(sub="soc1", dept="soc", clearance=4, roles=["soc"])
     resp = await demo.session.get(demo.admin_url + "/incidents", headers=soc)
-    rules = {i["rule"]["name"] for i in (await body(resp))["incidents"]}
+    rules = {i["finding_info"]["analytic"]["name"] for i in (await body(resp))["incidents"]}
     assert "auth_failures" in rules
     # A legitimate principal behind the same address is not suspended by it.
     assert (await demo.get("/api/enterprise/companies/1")).status == 200

@@ -259,7 +259,7 @@ async def test_an_invalid_file_keeps_the_running_config_and_raises_an_incident(
         "dataset 'tagged' field 'holder': strategy 'pseudonym' needs masking.pseudonym_secret",
     ]
     stored = [orjson.loads(v) for v in (await gateway.state.hgetall("incidents")).values()]
-    rejected = [i for i in stored if i["rule"]["name"] == "config_rejected"]
+    rejected = [i for i in stored if i["finding_info"]["analytic"]["name"] == "config_rejected"]
     assert len(rejected) == 1, "repeats update one incident"
     assert rejected[0]["severity_id"] == 2 and rejected[0]["count"] == 3
     assert (await reloadable.status("/api/tagged/1"))[0] == 200

@@ -75,11 +75,11 @@ async def test_incident_list_show_ack_resolve(soc: Soc) -> None:
     assert (await resp.json())["incident"]["count"] == 1
     resp = await soc.client.post(f"/incidents/{uid}/ack")
     assert resp.status == 200
-    assert (await resp.json())["incident"]["workflow"]["history"][-1]["by"] == "soc-ann"
+    assert (await resp.json())["incident"]["unmapped"]["workflow"]["history"][-1]["by"] == "soc-ann"
     resp = await soc.client.post(f"/incidents/{uid}/ack", json={})
     assert (resp.status, (await resp.json())["error"]) == (409, "conflict")
     resp = await soc.client.post(f"/incidents/{uid}/resolve", json={"note": "approved job"})
-    assert (await resp.json())["incident"]["workflow"]["state"] == "resolved"
+    assert (await resp.json())["incident"]["unmapped"]["workflow"]["state"] == "resolved"
 
 
 @pytest.mark.parametrize(

@@ -65,14 +65,14 @@ async def test_a_high_severity_detection_trips_at_once_and_links_the_incident(
     ctx = make_ctx(now=world.clock.now)
     await world.responder.on_detections(ctx, [Finding(severity=2, rule="off_hours"), Finding()])
     incident = await world.incidents.get(ctx.incident_id or "")
-    assert incident["rule"]["name"] == "bulk_export"
-    assert incident["action"]["breaker"]["scope"] == "principal"
+    assert incident["finding_info"]["analytic"]["name"] == "bulk_export"
+    assert incident["unmapped"]["breaker"]["scope"] == "principal"
     with pytest.raises(GatewayError) as err:
         await world.stage(make_ctx(now=world.clock.now))
     assert err.value.extra == {"incident_id": ctx.incident_id}
     await world.incidents.close()
     lines = [orjson.loads(x) for x in world.file.read_bytes().splitlines()]
-    assert lines[-1]["action"]["breaker"]["key"] == "alice"
+    assert lines[-1]["unmapped"]["breaker"]["key"] == "alice"
 
 
 async def test_a_low_severity_detection_raises_an_incident_without_tripping(
@@ -96,8 +96,8 @@ async def test_three_anomalous_requests_never_trip_but_a_sustained_rate_does(
     with pytest.raises(GatewayError) as err:
         await world.stage(make_ctx(now=world.clock.now))
     incident = await world.incidents.get(err.value.extra["incident_id"])
-    assert incident["rule"]["name"] == "anomaly_rate"
-    assert incident["evidence"]["observed"] == {"anomaly_rate": 0.7, "requests": 10}
+    assert incident["finding_info"]["analytic"]["name"] == "anomaly_rate"
+    assert incident["evidences"][0]["data"]["observed"] == {"anomaly_rate": 0.7, "requests": 10}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,12 +9,14 @@ import orjson
 import pytest
 
 from gateway.errors import StateUnavailable
+from gateway.incidents import model
 from gateway.incidents.config import FileSinkConfig, IncidentsConfig
 from gateway.incidents.model import WorkflowError
 from gateway.incidents.service import IncidentNotFound, Incidents
 from gateway.incidents.sinks import FileSink, Sinks
 from gateway.state import RedisBackend, StateBackend
 from tests.incidents.conftest import Clock, Finding, RedisServer, free_port
+from tests.incidents.ocsf import ocsf_errors
 
 
 def file_lines(path: Path) -> list[dict[str, object]]:
@@ -67,7 +69,7 @@ async def test_a_repeat_after_the_window_or_resolution_raises_a_new_one(
 async def test_workflow_and_errors(incidents: Incidents) -> None:
     uid = (await incidents.raise_detection(Finding()))["finding_info"]["uid"]
     acked = await incidents.acknowledge(uid, "soc-ann", "on it")
-    assert acked["workflow"]["state"] == "acknowledged"
+    assert acked["unmapped"]["workflow"]["state"] == "acknowledged"
     with pytest.raises(WorkflowError, match="incident is already acknowledged"):
         await incidents.acknowledge(uid, "soc-ann")
     with pytest.raises(WorkflowError, match="note: resolving an incident requires a note"):
@@ -106,10 +108,13 @@ async def test_escalation_when_the_deadline_passes_unhandled(
     clock.advance(1)
     [escalated] = await incidents.escalate_overdue()
     assert escalated["finding_info"]["uid"] == late["finding_info"]["uid"]
-    assert escalated["escalation"]["reason"] == "handling deadline passed without acknowledgement"
+    assert (
+        escalated["unmapped"]["escalation"]["reason"]
+        == "handling deadline passed without acknowledgement"
+    )
     assert await incidents.escalate_overdue() == []  # only once
     await incidents.close()
-    assert "escalation" in file_lines(tmp_path / "incidents.jsonl")[-1]
+    assert "escalation" in file_lines(tmp_path / "incidents.jsonl")[-1]["unmapped"]
 
 
 async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
@@ -120,7 +125,7 @@ async def test_a_store_outage_still_sends_the_incident_to_the_sinks(
     service = Incidents(dead, IncidentsConfig(), sinks, clock)
     await service.start()
     incident = await service.raise_detection(Finding())
-    assert incident["stored"] is False
+    assert incident["unmapped"]["stored"] is False
     with pytest.raises(StateUnavailable):
         await service.search()
     await service.close()
@@ -148,12 +153,14 @@ async def test_repeats_during_a_store_outage_update_one_incident(
     await service.close()
     await dead.close()
     assert {i["finding_info"]["uid"] for i in raised} == {raised[0]["finding_info"]["uid"]}
-    assert raised[-1]["count"] == 5 and raised[-1]["stored"] is False
-    assert {f"r-{n}" for n in range(5)} <= set(raised[-1]["evidence"]["sample_request_ids"])
+    assert raised[-1]["count"] == 5 and raised[-1]["unmapped"]["stored"] is False
+    assert {f"r-{n}" for n in range(5)} <= set(
+        raised[-1]["evidences"][0]["data"]["sample_request_ids"]
+    )
     assert other["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
     assert later["finding_info"]["uid"] != raised[0]["finding_info"]["uid"]
     lines = file_lines(tmp_path / "incidents.jsonl")
-    assert [(line["user"]["id"], line["count"]) for line in lines] == [  # type: ignore[index]
+    assert [(line["unmapped"]["ecs"]["user"]["id"], line["count"]) for line in lines] == [  # type: ignore[index]
         ("alice", 1),
         ("alice", 2),
         ("alice", 4),
@@ -185,17 +192,31 @@ async def test_incidents_raised_during_an_outage_are_stored_once_it_ends(
     await service.start()
     await redis_server.stop()
     during = await service.raise_detection(Finding())
-    assert during["stored"] is False
+    assert during["unmapped"]["stored"] is False
     with pytest.raises(StateUnavailable):
         await service.store_unstored()
     await redis_server.start()
     assert await service.store_unstored() == 1
     [listed] = await service.search()
     assert listed["finding_info"]["uid"] == during["finding_info"]["uid"]
-    assert "stored" not in listed
+    assert "stored" not in listed["unmapped"] and ocsf_errors(listed) == []
     clock.advance(1)
     after = await service.raise_detection(Finding())
     assert after["finding_info"]["uid"] == during["finding_info"]["uid"] and after["count"] == 2
     assert await service.store_unstored() == 0
     await service.close()
     await backend.close()
+
+
+async def test_an_incident_an_older_version_stored_is_listed_and_handled(
+    incidents: Incidents, backend: StateBackend
+) -> None:
+    legacy = Path(__file__).with_name("data") / "incident-before-ocsf-1.5.json"
+    old = orjson.loads(legacy.read_bytes())
+    uid = old["finding_info"]["uid"]
+    await backend.hset("incidents", uid, legacy.read_bytes().strip())
+    [listed] = await incidents.search(principal="alice", status="acknowledged")
+    assert listed["finding_info"]["uid"] == uid and ocsf_errors(listed) == []
+    resolved = await incidents.resolve(uid, "soc-bob", "approved export")
+    assert model.state_of(resolved) == "resolved" and ocsf_errors(resolved) == []
+    assert "unmapped" in orjson.loads(await backend.hget("incidents", uid) or b"{}")

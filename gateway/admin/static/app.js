@@ -78,15 +78,19 @@ async function api(method, path, body) {
 
 const listOf = (data, key) => (data && Array.isArray(data[key]) ? data[key] : []);
 
-// ---- incident fields (OCSF Detection Finding with ECS mirrors, see gateway/incidents) --------
+// ---- incident fields (OCSF Detection Finding; DataGate's own under `unmapped`, see docs/siem.md)
 
 const incidentId = (inc) => inc.finding_info.uid;
-const incidentStatus = (inc) => inc.workflow.state; // new, acknowledged, resolved
+const incidentStatus = (inc) => inc.unmapped.workflow.state; // new, acknowledged, resolved
 const incidentTitle = (inc) => inc.finding_info.title;
-const incidentPrincipal = (inc) => (inc.actor && inc.actor.user && inc.actor.user.uid) || "–";
+const incidentPrincipal = (inc) => {
+  const seen = (inc.evidences || [])[0];
+  return (seen && seen.actor && seen.actor.user && seen.actor.user.uid) || "–";
+};
 const incidentDataset = (inc) => (inc.resources && inc.resources.length ? inc.resources[0].uid : "–");
 const incidentSeen = (inc) => inc.finding_info.last_seen_time;
-const incidentDue = (inc) => toMillis(inc.sla && inc.sla.due_at);
+const incidentSla = (inc) => inc.unmapped.sla || {};
+const incidentDue = (inc) => toMillis(incidentSla(inc).due_at);
 
 // ---- small helpers ------------------------------------------------------------------------
 
@@ -264,7 +268,7 @@ function askNote(title, help) {
 // count down while new, then say whether it was met.
 function slaCell(inc) {
   const due = incidentDue(inc);
-  const acknowledged = toMillis(inc.sla && inc.sla.acknowledged_at);
+  const acknowledged = toMillis(incidentSla(inc).acknowledged_at);
   if (due === null) return el("td", { class: "sla muted", text: "–" });
   if (acknowledged === null) return el("td", { class: "sla", "data-due": String(due) });
   if (acknowledged <= due) {
@@ -325,7 +329,7 @@ function incidentRow(inc) {
       "td",
       { class: `status status-${status}` },
       status,
-      inc.sla && inc.sla.escalated_at ? el("span", { class: "detail escalated", text: "escalated" }) : "",
+      incidentSla(inc).escalated_at ? el("span", { class: "detail escalated", text: "escalated" }) : "",
     ),
     slaCell(inc),
     actions,
