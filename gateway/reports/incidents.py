@@ -11,15 +11,8 @@ from typing import Any
 
 import orjson
 
+from gateway.incidents import model
 from gateway.reports.usage import day_of
-
-
-def _part(incident: dict[str, Any], name: str) -> Any:
-    """A DataGate section of an incident, at the top or under OCSF's `unmapped`."""
-    value = incident.get(name)
-    if value is None:
-        value = (incident.get("unmapped") or {}).get(name)
-    return value
 
 
 def _ts(value: Any) -> float | None:
@@ -37,7 +30,7 @@ def incident_id(incident: dict[str, Any]) -> str | None:
 
 def created_at(incident: dict[str, Any]) -> float | None:
     """When the incident was raised: its first workflow step (else first seen, in ms)."""
-    history = (_part(incident, "workflow") or {}).get("history") or []
+    history = incident["unmapped"]["workflow"].get("history") or []
     if history and _ts(history[0].get("at")) is not None:
         return _ts(history[0]["at"])
     first = (incident.get("finding_info") or {}).get("first_seen_time")
@@ -50,7 +43,8 @@ def latest(lines: Iterable[bytes]) -> list[dict[str, Any]]:
     for raw in lines:
         if not raw.strip():
             continue
-        incident = orjson.loads(raw)
+        # Lines written before incidents were OCSF 1.5.0 read in today's shape.
+        incident = model.upgrade(orjson.loads(raw))
         uid = incident_id(incident)
         if uid is not None:
             found[uid] = incident
@@ -101,7 +95,7 @@ def _figures(incidents: list[dict[str, Any]], now: float) -> dict[str, Any]:
     for incident in incidents:
         name = str(incident.get("severity") or incident.get("severity_id"))
         severity[name] = severity.get(name, 0) + 1
-        sla = _part(incident, "sla") or {}
+        sla = model.sla_of(incident)
         raised = created_at(incident) or 0.0
         acked, resolved = _ts(sla.get("acknowledged_at")), _ts(sla.get("resolved_at"))
         due = _ts(sla.get("due_at"))
@@ -109,7 +103,7 @@ def _figures(incidents: list[dict[str, Any]], now: float) -> dict[str, Any]:
             to_ack.append((acked - raised) / 60)
         if resolved is not None:
             to_resolve.append((resolved - raised) / 60)
-        if sla.get("escalated_at") or _part(incident, "escalation"):
+        if sla.get("escalated_at") or incident["unmapped"].get("escalation"):
             escalations += 1
         handled = acked if acked is not None else resolved
         if due is None:

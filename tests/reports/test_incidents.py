@@ -59,7 +59,9 @@ def history() -> list[dict]:
 
 
 def model_time(incident: dict) -> float:
-    return dt.datetime.fromisoformat(incident["workflow"]["history"][0]["at"]).timestamp()
+    return dt.datetime.fromisoformat(
+        incident["unmapped"]["workflow"]["history"][0]["at"]
+    ).timestamp()
 
 
 NOW = DAY1 + 86400 + 600  # day 2, ten minutes after incident 7
