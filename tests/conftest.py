@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -56,7 +57,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     delete_prefix(redis_url, prefix)
 
 
-def _require_topology_tools() -> None:
+def require_topology_tools() -> None:
     if REDIS_SERVER is None or REDIS_CLI is None:
         reason = "no redis-server/redis-cli to start Sentinel and Cluster topologies"
         if os.environ.get("DATAGATE_REQUIRE_REDIS") == "1":
@@ -67,7 +68,7 @@ def _require_topology_tools() -> None:
 @pytest.fixture(scope="session")
 def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
     """A master, a replica and three Sentinels for the session's contract tests."""
-    _require_topology_tools()
+    require_topology_tools()
     topology = SentinelTopology(tmp_path_factory.mktemp("sentinel"))
     yield topology
     topology.stop()
@@ -76,8 +77,17 @@ def sentinel_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent
 @pytest.fixture(scope="session")
 def cluster_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
     """A three-master Redis Cluster for the session's contract tests."""
-    _require_topology_tools()
+    require_topology_tools()
     topology = ClusterTopology(tmp_path_factory.mktemp("cluster"))
+    yield topology
+    topology.stop()
+
+
+@pytest.fixture
+def own_sentinel(tmp_path: Path) -> Iterator[SentinelTopology]:
+    """A Sentinel topology of this test's own, for tests that stop or kill its servers."""
+    require_topology_tools()
+    topology = SentinelTopology(tmp_path / "redis")
     yield topology
     topology.stop()
 

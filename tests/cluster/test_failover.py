@@ -11,7 +11,6 @@ import base64
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +21,6 @@ from gateway.identity.revocation import REVOKED_HASH
 from gateway.state import RedisBackend
 from loadtests.topologies import SentinelTopology
 from tests.cluster.conftest import Cluster, run_cluster
-from tests.conftest import _require_topology_tools
 
 ACCOUNTS = "/api/social-security/accounts?size=5"  # level 3: a classified route
 STEADY = 20  # principals sharing the steady stream, so none of them looks like a burst
@@ -32,14 +30,6 @@ BEFORE = 40  # of which it sends this many before the kill
 # election and promotion, and the gateways' reconnects. A hang guard; the time measured is
 # printed and asserted against this bound.
 FAILOVER_BOUND = 20.0
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[SentinelTopology]:
-    _require_topology_tools()
-    topology = SentinelTopology(tmp_path / "redis")
-    yield topology
-    topology.stop()
 
 
 async def _status(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
@@ -52,10 +42,10 @@ async def _status(session: aiohttp.ClientSession, url: str, headers: dict[str, s
 
 
 async def test_killing_the_master_under_load_loses_nothing_and_serves_again(
-    tmp_path: Path, topology: SentinelTopology, upstream_url: str
+    tmp_path: Path, own_sentinel: SentinelTopology, upstream_url: str
 ) -> None:
     prefix = f"datagate-test:failover:{uuid.uuid4().hex}:"
-    state = {"state": {"url": topology.url, "wait_replicas": 1, "wait_timeout": 0.5}}
+    state = {"state": {"url": own_sentinel.url, "wait_replicas": 1, "wait_timeout": 0.5}}
     limits = {"limits": {"per_principal": {"requests": LIMIT, "window": 3600}}}
     breaker = {"breaker": {"reload_interval": 0.5, "stale_after": 3.0}}
     # Revocations are read back from the store every second here (30 s by default).
@@ -66,11 +56,11 @@ async def test_killing_the_master_under_load_loses_nothing_and_serves_again(
     with run_cluster(
         tmp_path / "gateways",
         upstream_url=upstream_url,
-        redis_url=topology.url,
+        redis_url=own_sentinel.url,
         prefix=prefix,
         overrides=[extra, extra],
     ) as cluster:
-        await _run(cluster, topology, prefix)
+        await _run(cluster, own_sentinel, prefix)
 
 
 async def _run(cluster: Cluster, topology: SentinelTopology, prefix: str) -> None:

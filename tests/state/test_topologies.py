@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,9 @@ from gateway.errors import ConfigError
 from gateway.state import RedisBackend, StateUnavailable
 from gateway.state.config import StateConfig
 from loadtests.topologies import ClusterTopology, SentinelTopology
-from tests.conftest import _require_topology_tools
+from tests.conftest import require_topology_tools
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def own_sentinel(tmp_path: Path) -> Iterator[SentinelTopology]:
-    """A topology of this test's own: the test stops its replica."""
-    _require_topology_tools()
-    topology = SentinelTopology(tmp_path / "redis")
-    yield topology
-    topology.stop()
 
 
 async def test_a_durable_write_is_on_the_replica_when_it_returns(
@@ -133,7 +123,7 @@ def test_the_state_section_refuses_what_cannot_work(
 
 
 async def test_a_password_protected_sentinel_topology(tmp_path: Path) -> None:
-    _require_topology_tools()
+    require_topology_tools()
     topology = SentinelTopology(
         tmp_path / "redis", password="s3cret-data", sentinel_password="s3cret-watch"
     )
