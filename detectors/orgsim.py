@@ -628,8 +628,11 @@ def _service_day(svc: Service, day: Day, out: Traffic) -> None:
         if svc.kind == "svc_misconfigured":
             for _ in range(rng.randint(1, 4)):  # its bad id mapping fires on some user actions
                 ts = rng.uniform(begin, end)
-                for _ in range(rng.randint(40, 250)):
-                    out.read(ts, who, ds, ds.size + rng.randint(1, 5000))
+                for n in range(rng.randint(40, 250)):
+                    # past the gateway's hard limit some of a fast burst is answered 429
+                    limited = svc.rate > 6 and n > 60 and rng.random() < 0.3
+                    status = 429 if limited else 0
+                    out.read(ts, who, ds, ds.size + rng.randint(1, 5000), status=status)
                     ts += rng.expovariate(svc.rate)
 
 
@@ -797,7 +800,7 @@ def _services(seed: int, rng: random.Random) -> list[Service]:
         ("svc_hourly_poller", "citizen-hotline", "population", (5, 50), (0.5, 2), (1, 1)),
         ("svc_portal_backend", "civil-affairs", "population", (8, 8), (600, 1500), (1, 1)),
         ("svc_portal_backend", "human-resources", "social-security", (8, 8), (400, 1200), (1, 1)),
-        ("svc_misconfigured", "market-regulation", "enterprise", (8, 8), (150, 400), (4, 9)),
+        ("svc_misconfigured", "market-regulation", "enterprise", (8, 8), (150, 400), (6.5, 10)),
     ]
     agents = {
         "svc_nightly_sync": ("python-requests/2.31.0", "DataX/3.0 (+sync)", "Kettle/9.4"),

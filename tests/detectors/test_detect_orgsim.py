@@ -212,6 +212,8 @@ def test_misconfigured_client_bursts_404s(org: Scenario) -> None:
         if e["kind"] == "svc_misconfigured" and e["status"] == 404
     )
     assert max(minutes.values()) >= 30
+    statuses = Counter(e["status"] for e in org.history if e["kind"] == "svc_misconfigured")
+    assert statuses[429] > 0 and statuses[404] > 3 * statuses[429]  # the fastest hit the limit
 
 
 def test_attacks_keep_their_disguises(org: Scenario) -> None:
