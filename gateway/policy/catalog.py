@@ -17,6 +17,31 @@ Level = int  # 1 public, 2 internal, 3 sensitive/important, 4 core
 Sharing = Literal["unconditional", "conditional", "none"]
 ScannerAction = Literal["mask", "block", "report"]
 LEVEL_NAMES = {1: "public", 2: "internal", 3: "sensitive", 4: "core"}
+# Media types of bulk exports: a request asking for one (Accept, ?format=) is decided as
+# `export`, and a response of one to a request decided otherwise is refused.
+EXPORT_MEDIA_TYPES = frozenset(
+    {
+        "text/csv",
+        "application/csv",
+        "text/x-csv",
+        "application/x-csv",
+        "text/comma-separated-values",
+        "text/tab-separated-values",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+        "application/json-seq",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.apache.parquet",
+        "application/x-parquet",
+        "application/zip",
+        "application/gzip",
+        "application/x-tar",
+    }
+)
 # What a declared query parameter's value may be (see docs/security.md, the query guard):
 # integer: up to 9 ASCII digits; word: one short token of letters, digits, `_.-`, no digit
 # run; text: free text without digits; sort: comma-separated field names, `+`/`-` prefixed.

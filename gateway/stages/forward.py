@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.masking.codecs import BodyTransform
-from gateway.policy.catalog import Timeouts
+from gateway.policy.catalog import EXPORT_MEDIA_TYPES, Timeouts
 from gateway.request_headers import HOP_BY_HOP
 from gateway.upstream import UpstreamFailure, UpstreamPool, UpstreamResponse
 
@@ -218,6 +218,8 @@ class ForwardStage:
         stream, and a failure mid-stream aborts the connection rather than send bad data.
         """
         request = ctx.request
+        if ctx.action in ("read", "list"):
+            refuse_undecided_export(ctx, upstream.headers)
         headers = client_response_headers(upstream.headers, ctx.request_id, transform is not None)
         mask_headers(ctx, headers)
         no_body = (
@@ -291,6 +293,27 @@ class ForwardStage:
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
         return response
+
+
+def refuse_undecided_export(ctx: RequestContext, headers: CIMultiDictProxy[str]) -> None:
+    """A bulk export (CSV, NDJSON, a spreadsheet, an archive, or an attachment named like one)
+    answered to a request decided as read or list is refused: the policy decided, and the
+    audit record says, something else than what the upstream serves."""
+    media = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    served = media if media in EXPORT_MEDIA_TYPES else None
+    disposition = headers.get("Content-Disposition")
+    if served is None and disposition is not None:
+        name = disposition.lower().rstrip().rstrip('"').rstrip()
+        dataset = ctx.dataset
+        if dataset is not None and name.endswith(dataset.export_endings):
+            served = "an attachment named like an export"
+    if served is not None:
+        raise GatewayError(
+            "forbidden",
+            f"the upstream answered this {ctx.action} request with a bulk export ({served}); "
+            "ask for it as an export (a suffix such as .csv, or ?format=)",
+            reason="undecided_export",
+        )
 
 
 def upstream_error(ctx: RequestContext, exc: UpstreamFailure, what: str = "") -> GatewayError:
