@@ -44,8 +44,10 @@ EXPORT_MEDIA_TYPES = frozenset(
 )
 # What a declared query parameter's value may be (see docs/security.md, the query guard):
 # integer: up to 9 ASCII digits; word: one short token of letters, digits, `_.-`, no digit
-# run; text: free text without digits; sort: comma-separated field names, `+`/`-` prefixed.
-QUERY_KINDS = ("integer", "word", "text", "sort")
+# run; text: free text without digits; sort: comma-separated field names, `+`/`-` prefixed;
+# exact: any value, for an exact-match filter on the field the parameter is named after
+# (refused to callers who see that field masked, like every parameter naming one).
+QUERY_KINDS = ("integer", "word", "text", "sort", "exact")
 # The parameters of a route that declares none: paging.
 DEFAULT_QUERY_PARAMS: dict[str, str | list[str]] = {
     "page": "integer",
@@ -116,9 +118,7 @@ class Dataset:
         headers = allowed_headers(self.forward_headers, classified)
         object.__setattr__(self, "request_headers", headers)
         params = DEFAULT_QUERY_PARAMS if self.query_params is None else self.query_params
-        rules = {
-            k.lower(): v if isinstance(v, str) else frozenset(v) for k, v in params.items()
-        }
+        rules = {k.lower(): v if isinstance(v, str) else frozenset(v) for k, v in params.items()}
         object.__setattr__(self, "query_rules", rules)
 
     def validate(self, path: str) -> None:
