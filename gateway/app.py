@@ -242,6 +242,7 @@ class Gateway:
             sinks=(self.stats.add,),
             outcomes=self.responder,
             log_requests=config.server.access_log,
+            seq_roles=frozenset(config.admin.roles),
         )
         return Pipeline(
             route=RouteStage(lambda: self.policy.current.catalog, config.server.max_path_length),

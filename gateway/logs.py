@@ -15,6 +15,8 @@ from typing import Any, BinaryIO
 import orjson
 import structlog
 
+from gateway.lines import escape_separators
+
 # Keys whose values never reach a log line, whatever stage put them there.
 SECRET_KEYS = frozenset(
     {
@@ -40,7 +42,7 @@ def drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
 
 
 def _dumps(obj: Any, default: Any = None) -> bytes:
-    return orjson.dumps(obj, default=default or str)
+    return escape_separators(orjson.dumps(obj, default=default or str))
 
 
 class BufferedLineLogger:
