@@ -30,7 +30,6 @@ from gateway.config import Config, load_config
 from gateway.context import RequestContext
 from gateway.errors import ConfigError, GatewayError, StateUnavailable
 from gateway.identity.clientcert import ClientCerts, for_connection
-from gateway.identity.headers import IDENTITY_HEADERS
 from gateway.identity.revocation import RevocationList
 from gateway.identity.verifier import Verifier
 from gateway.incidents import admin as incident_admin
@@ -248,7 +247,6 @@ class Gateway:
         self.forward = ForwardStage(
             upstreams_from(config),
             request_max_bytes=config.server.request_max_bytes,
-            strip_headers=IDENTITY_HEADERS,
         )
         self.client_certs = client_certs_for(config.server.tls)
         self.admin_certs = client_certs_for(config.admin.tls)
@@ -279,6 +277,7 @@ class Gateway:
             sinks=(self.stats.add, self.usage.add),
             outcomes=self.responder,
             log_requests=config.server.access_log,
+            seq_roles=frozenset(config.admin.roles),
         )
         return Pipeline(
             route=RouteStage(lambda: self.policy.current.catalog, config.server.max_path_length),

@@ -21,6 +21,8 @@ import ecs_logging
 import orjson
 import structlog
 
+from gateway.lines import escape_separators
+
 # Keys whose values never reach a log line, whatever stage put them there.
 SECRET_KEYS = frozenset(
     {
@@ -46,7 +48,7 @@ def drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
 
 
 def _dumps(obj: Any, default: Any = None) -> bytes:
-    return orjson.dumps(obj, default=default or str)
+    return escape_separators(orjson.dumps(obj, default=default or str))
 
 
 FORMATS = ("json", "ecs")

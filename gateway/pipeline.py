@@ -146,14 +146,16 @@ class Pipeline:
                 await self.record(ctx)
             finally:
                 self.running -= 1
-        if not response.prepared and ctx.audit_seq is not None:
-            response.headers["X-Audit-Seq"] = str(ctx.audit_seq)
+        seq = self.record.seq_header(ctx)
+        if seq is not None and not response.prepared:
+            response.headers["X-Audit-Seq"] = seq
         return response
 
     def _before_stream(self, ctx: RequestContext, response: web.StreamResponse) -> None:
         self.record.begin(ctx)
-        if ctx.audit_seq is not None:
-            response.headers["X-Audit-Seq"] = str(ctx.audit_seq)
+        seq = self.record.seq_header(ctx)
+        if seq is not None:
+            response.headers["X-Audit-Seq"] = seq
 
     def _refuse(self, ctx: RequestContext, exc: GatewayError) -> web.Response:
         ctx.status = exc.status

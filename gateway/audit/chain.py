@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from gateway.lines import escape_separators
+
 GENESIS = "0" * 64
 CHAIN_FIELDS = ("seq", "prev", "hash")
 # Keys whose values never reach the audit log, at any depth (compared lower-cased).
@@ -109,7 +111,10 @@ def seal(
     except orjson.JSONEncodeError:
         data = canonical(_clean_text(body))
     digest = hashlib.sha256(data).hexdigest()
-    return data[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+    # The hash is over the canonical bytes; the line escapes line separators, which parse
+    # back to the same record (so `verify` recomputes the same hash).
+    line = escape_separators(data[:-1]) + b',"hash":"' + digest.encode() + b'"}\n'
+    return line, digest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -280,6 +281,109 @@ def guarded_query_field(
         if plan.hidden_kinds and value and scanner.kinds_in(value) & plan.hidden_kinds:
             return raw_name
     return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueryRefusal:
+    """Why the query guard refuses a request: the public error code, reason and message."""
+
+    code: str
+    reason: str
+    message: str
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SORT_VALUE = re.compile(r"[A-Za-z0-9_.,:+\- ]{1,256}")
+_DIGIT_RUN = re.compile(r"[0-9]{3}")
+
+
+def _has_digit(value: str) -> bool:
+    """Any decimal digit, in any script or compatibility form (full-width, circled, bold)."""
+    if value.isascii():
+        return any(c.isdigit() for c in value)
+    folded = unicodedata.normalize("NFKC", value)
+    return any(c.isdigit() or unicodedata.digit(c, None) is not None for c in value + folded)
+
+
+def refused_query(
+    plan: MaskPlan,
+    rules: Mapping[str, str | frozenset[str]],
+    query: Iterable[tuple[str, str]],
+) -> QueryRefusal | None:
+    """Default-deny for callers who see masked fields: only parameters the route declares
+    (`rules`, from the catalog's `query_params`) pass, each once, with a value of its kind;
+    a parameter that names a masked field, or whose value could hold (part of) a masked
+    identifier, is refused as `masked_field_query`. None when the query may go upstream."""
+    items = list(query)
+    field = guarded_query_field(plan, items)
+    if field is not None:
+        return _masked(field, "filters on a field you may only see masked")
+    seen: set[str] = set()
+    for key, value in items:
+        name = key.lower()
+        rule = rules.get(name)
+        if rule is None:
+            norm = norm_name(key)
+            if any(hidden in norm for hidden in plan.hidden_names):
+                return _masked(key, "filters on a field you may only see masked")
+            accepted = ", ".join(sorted(rules)) or "none"
+            return QueryRefusal(
+                "forbidden",
+                "undeclared_query_param",
+                f"query parameter {key!r} is not one this route accepts from callers who "
+                f"see masked fields (it accepts: {accepted})",
+            )
+        if name in seen:
+            return QueryRefusal(
+                "bad_request",
+                "duplicate_query_param",
+                f"query parameter {key!r} is given more than once; give it once",
+            )
+        seen.add(name)
+        refusal = _value_refusal(plan, key, value, rule)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def _value_refusal(
+    plan: MaskPlan, key: str, value: str, rule: str | frozenset[str]
+) -> QueryRefusal | None:
+    if isinstance(rule, frozenset):
+        if value in rule:
+            return None
+        return _bad(key, f"must be one of {', '.join(sorted(rule))}")
+    if rule == "exact":
+        return None  # the name and identifier checks of guarded_query_field cover it
+    if rule == "integer":
+        if value.isascii() and value.isdigit() and len(value) <= 9:
+            return None
+        return _bad(key, "must be an integer of at most 9 digits")
+    if rule == "word":
+        if not _WORD.fullmatch(value):
+            return _bad(key, "must be one word of letters, digits, '_', '.' or '-' (64 at most)")
+        if _DIGIT_RUN.search(value):
+            return _masked(key, "holds a run of digits, which could be part of an identifier")
+        return None
+    if rule == "text":
+        if _has_digit(value):
+            return _masked(key, "holds digits, which could be part of an identifier")
+        return None
+    # sort: field names, none of them masked.
+    if not _SORT_VALUE.fullmatch(value):
+        return _bad(key, "must be field names separated by ',', each optionally '+' or '-'")
+    for part in re.split(r"[,\s]+", value):
+        if norm_name(part.strip("+-").split(":")[0].split(".")[-1]) in plan.hidden_names:
+            return _masked(key, "sorts on a field you may only see masked")
+    return None
+
+
+def _masked(key: str, why: str) -> QueryRefusal:
+    return QueryRefusal("forbidden", "masked_field_query", f"query parameter {key!r} {why}")
+
+
+def _bad(key: str, why: str) -> QueryRefusal:
+    return QueryRefusal("bad_request", "bad_query_value", f"query parameter {key!r} {why}")
 
 
 def _param_names(raw: str) -> list[str]:

@@ -11,11 +11,50 @@ import yaml
 
 from gateway.configtree import build, field
 from gateway.errors import ConfigError
+from gateway.request_headers import allowed_headers, refused_header
 
 Level = int  # 1 public, 2 internal, 3 sensitive/important, 4 core
 Sharing = Literal["unconditional", "conditional", "none"]
 ScannerAction = Literal["mask", "block", "report"]
 LEVEL_NAMES = {1: "public", 2: "internal", 3: "sensitive", 4: "core"}
+# Media types of bulk exports: a request asking for one (Accept, ?format=) is decided as
+# `export`, and a response of one to a request decided otherwise is refused.
+EXPORT_MEDIA_TYPES = frozenset(
+    {
+        "text/csv",
+        "application/csv",
+        "text/x-csv",
+        "application/x-csv",
+        "text/comma-separated-values",
+        "text/tab-separated-values",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+        "application/json-seq",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.apache.parquet",
+        "application/x-parquet",
+        "application/zip",
+        "application/gzip",
+        "application/x-tar",
+    }
+)
+# What a declared query parameter's value may be (see docs/security.md, the query guard):
+# integer: up to 9 ASCII digits; word: one short token of letters, digits, `_.-`, no digit
+# run; text: free text without digits; sort: comma-separated field names, `+`/`-` prefixed;
+# exact: any value, for an exact-match filter on the field the parameter is named after
+# (refused to callers who see that field masked, like every parameter naming one).
+QUERY_KINDS = ("integer", "word", "text", "sort", "exact")
+# The parameters of a route that declares none: paging.
+DEFAULT_QUERY_PARAMS: dict[str, str | list[str]] = {
+    "page": "integer",
+    "size": "integer",
+    "limit": "integer",
+    "offset": "integer",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,11 +92,22 @@ class Dataset:
     query_aliases: dict[str, str] = field({})
     scanner: ScannerAction = "mask"
     forward_authorization: bool = False
+    # Client headers forwarded on top of the default allow-list (gateway/request_headers.py).
+    forward_headers: list[str] = field([])
+    # The query parameters callers who see masked fields may send (name -> kind, or the list
+    # of allowed values); None: DEFAULT_QUERY_PARAMS.
+    query_params: dict[str, str | list[str]] | None = None
     timeouts: Timeouts | None = None
     monitor: bool = False
     # Derived when the catalog loads; read on every request.
     classified: bool = dataclasses.field(init=False, repr=False, compare=False)
     export_endings: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # Lower-case names of the client headers sent upstream.
+    request_headers: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    # Lower-case parameter name -> its kind, or the frozenset of its allowed values.
+    query_rules: dict[str, str | frozenset[str]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Classified: level 2 or above, or a field that is.
@@ -65,6 +115,11 @@ class Dataset:
         object.__setattr__(self, "classified", classified)
         endings = tuple(s.lower() for s in self.export_suffixes)
         object.__setattr__(self, "export_endings", endings)
+        headers = allowed_headers(self.forward_headers, classified)
+        object.__setattr__(self, "request_headers", headers)
+        params = DEFAULT_QUERY_PARAMS if self.query_params is None else self.query_params
+        rules = {k.lower(): v if isinstance(v, str) else frozenset(v) for k, v in params.items()}
+        object.__setattr__(self, "query_rules", rules)
 
     def validate(self, path: str) -> None:
         if not self.route.startswith("/") or not self.route.endswith("/"):
@@ -75,6 +130,30 @@ class Dataset:
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"{path}.fields: field {name!r} is listed twice")
+        for i, header in enumerate(self.forward_headers):
+            why = refused_header(header.lower(), self.classified)
+            if why is not None:
+                raise ConfigError(
+                    f"{path}.forward_headers[{i}]: {header!r} cannot be forwarded: {why}"
+                )
+        seen: dict[str, str] = {}
+        for name, kind in (self.query_params or {}).items():
+            where = f"{path}.query_params.{name}"
+            if not name or not name.isprintable() or name.strip() != name:
+                raise ConfigError(f"{path}.query_params: {name!r} is not a parameter name")
+            if name.lower() in seen:
+                raise ConfigError(
+                    f"{where}: {seen[name.lower()]!r} and {name!r} are the same parameter "
+                    "(names compare case-insensitively)"
+                )
+            seen[name.lower()] = name
+            if isinstance(kind, str) and kind not in QUERY_KINDS:
+                raise ConfigError(
+                    f"{where}: must be one of {', '.join(QUERY_KINDS)} or a list of the "
+                    f"allowed values, got {kind!r}"
+                )
+            if isinstance(kind, list) and (not kind or not all(kind)):
+                raise ConfigError(f"{where}: the list of allowed values must be non-empty")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -14,43 +14,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.masking.codecs import BodyTransform
-from gateway.policy.catalog import Timeouts
+from gateway.policy.catalog import EXPORT_MEDIA_TYPES, Timeouts
+from gateway.request_headers import HOP_BY_HOP
 from gateway.upstream import UpstreamFailure, UpstreamPool, UpstreamResponse
 
-# RFC 9110 §7.6.1 connection-specific fields, plus the proxy ones.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Set by the gateway itself; a client's values are dropped.
-GATEWAY_SET = frozenset(
-    {
-        "host",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "forwarded",
-        "x-real-ip",
-        "x-request-id",
-        "content-length",
-        # The gateway answers `Expect: 100-continue` itself, once the request is authorised.
-        "expect",
-    }
-)
-# Would let an upstream run another method than the one the policy decided on.
-METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
-# Dropped on classified routes: the gateway must see whole, identity-encoded bodies to mask.
-CLASSIFIED_DROP = frozenset({"accept-encoding", "range", "if-range"})
 CHUNK = 64 * 1024
 # Called just before a streamed response sends its headers (the record stage's `begin`).
 BeforeStream = Callable[[RequestContext, web.StreamResponse], None]
@@ -78,44 +45,21 @@ def connection_listed(headers: Mapping[str, str]) -> set[str]:
     return listed
 
 
-class HeaderRules:
-    """Which request headers go upstream: the sets are built once, not per request."""
-
-    def __init__(self, strip: Iterable[str]) -> None:
-        base = HOP_BY_HOP | GATEWAY_SET | METHOD_OVERRIDES | {h.lower() for h in strip}
-        # (forward_authorization, classified) -> names dropped
-        self.drop = {
-            (auth, classified): frozenset(
-                (base - {"authorization"} if auth else base | {"authorization"})
-                | (CLASSIFIED_DROP if classified else frozenset())
-            )
-            for auth in (False, True)
-            for classified in (False, True)
-        }
-
-
-def upstream_request_headers(
-    ctx: RequestContext,
-    *,
-    forward_authorization: bool,
-    classified: bool,
-    rules: HeaderRules,
-) -> list[tuple[str, str]]:
-    """The headers sent upstream: the client's, minus hop-by-hop, identity and gateway-set ones
-    (Host and the body's framing are the upstream client's)."""
+def upstream_request_headers(ctx: RequestContext) -> list[tuple[str, str]]:
+    """The headers sent upstream: the client's that the route's allow-list names (built when
+    the catalog loaded: the default end-to-end list plus the route's `forward_headers`),
+    the caller's token only with `forward_authorization`, then the gateway's own."""
     request = ctx.request
     incoming = request.headers
-    drop = rules.drop[(forward_authorization, classified)]
+    dataset = ctx.dataset
+    assert dataset is not None, "route stage runs first"
+    allow = dataset.request_headers
     if "connection" in incoming:
-        drop = drop | (connection_listed(incoming) - {"authorization"})
-    # CGI-style upstreams read X_User as X-User: names with underscores are dropped, as
-    # nginx does by default.
-    out = [
-        (name, value)
-        for name, value in incoming.items()
-        if not ((lname := name.lower()) in drop or "_" in lname)
-    ]
-    if classified:
+        allow = allow - connection_listed(incoming)
+    out = [(name, value) for name, value in incoming.items() if name.lower() in allow]
+    if dataset.forward_authorization and "authorization" in incoming:
+        out.append(("Authorization", incoming["Authorization"]))
+    if dataset.classified:
         out.append(("Accept-Encoding", "identity"))
     out.append(("X-Forwarded-For", ctx.client_ip))
     out.append(("X-Forwarded-Proto", request.scheme))
@@ -140,12 +84,13 @@ def client_response_headers(
 
 
 # Upstream response headers that do not describe a masked body (identity-encoded, of another
-# length and digest, without ranges).
+# length and digest, without ranges, not the upstream's representation to validate).
 TRANSFORMED_DROP = frozenset(
     {
         "content-encoding",
         "content-type",
         "etag",
+        "last-modified",
         # Digests of the unmasked body would let a caller confirm guesses of what was masked.
         "content-md5",
         "digest",
@@ -165,11 +110,9 @@ class ForwardStage:
         upstreams: Mapping[str, Upstream],
         *,
         request_max_bytes: int,
-        strip_headers: Iterable[str] = (),
     ) -> None:
         self._upstreams = dict(upstreams)
         self._request_max = request_max_bytes
-        self._rules = HeaderRules(strip_headers)
         self._pools: dict[str, UpstreamPool] = {}
         self._timeouts = {
             up.name: Timeouts(up.connect_timeout, up.total_timeout)
@@ -232,12 +175,7 @@ class ForwardStage:
         assert dataset is not None, "route stage runs first"
         pool = self._pools[dataset.upstream]
         timeouts = dataset.timeouts or self._timeouts[dataset.upstream]
-        headers = upstream_request_headers(
-            ctx,
-            forward_authorization=dataset.forward_authorization,
-            classified=dataset.classified,
-            rules=self._rules,
-        )
+        headers = upstream_request_headers(ctx)
         body = self._body(ctx)
         try:
             # The raw target was validated by the route stage; it is sent as is.
@@ -280,6 +218,8 @@ class ForwardStage:
         stream, and a failure mid-stream aborts the connection rather than send bad data.
         """
         request = ctx.request
+        if ctx.action in ("read", "list"):
+            refuse_undecided_export(ctx, upstream.headers)
         headers = client_response_headers(upstream.headers, ctx.request_id, transform is not None)
         mask_headers(ctx, headers)
         no_body = (
@@ -353,6 +293,27 @@ class ForwardStage:
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
         return response
+
+
+def refuse_undecided_export(ctx: RequestContext, headers: CIMultiDictProxy[str]) -> None:
+    """A bulk export (CSV, NDJSON, a spreadsheet, an archive, or an attachment named like one)
+    answered to a request decided as read or list is refused: the policy decided, and the
+    audit record says, something else than what the upstream serves."""
+    media = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    served = media if media in EXPORT_MEDIA_TYPES else None
+    disposition = headers.get("Content-Disposition")
+    if served is None and disposition is not None:
+        name = disposition.lower().rstrip().rstrip('"').rstrip()
+        dataset = ctx.dataset
+        if dataset is not None and name.endswith(dataset.export_endings):
+            served = "an attachment named like an export"
+    if served is not None:
+        raise GatewayError(
+            "forbidden",
+            f"the upstream answered this {ctx.action} request with a bulk export ({served}); "
+            "ask for it as an export (a suffix such as .csv, or ?format=)",
+            reason="undecided_export",
+        )
 
 
 def upstream_error(ctx: RequestContext, exc: UpstreamFailure, what: str = "") -> GatewayError:

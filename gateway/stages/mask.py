@@ -17,7 +17,7 @@ from gateway.masking.plan import (
     PlanCache,
     WalkObserver,
     check_dataset,
-    guarded_query_field,
+    refused_query,
 )
 from gateway.masking.strategies import pseudonym_key
 
@@ -85,18 +85,15 @@ class MaskStage:
 
     async def __call__(self, ctx: RequestContext) -> None:
         plan = self.plan(ctx)
-        if plan is None:
+        if plan is None or not plan.active:
             return
-        # ctx.query is the raw query string the route stage kept: no query, nothing to guard.
-        field = guarded_query_field(plan, ctx.request.query) if ctx.query else None
-        if field is not None:
-            raise GatewayError(
-                "forbidden",
-                f"query parameter {field!r} filters on a field you may only see masked",
-                reason="masked_field_query",
-            )
-        if not plan.active:
-            return
+        # Callers who see masked fields: only the route's declared parameters pass (ctx.query
+        # is the raw query string the route stage kept: no query, nothing to guard).
+        if ctx.query:
+            assert ctx.dataset is not None  # a plan is only made for a routed request
+            refusal = refused_query(plan, ctx.dataset.query_rules, ctx.request.query.items())
+            if refusal is not None:
+                raise GatewayError(refusal.code, refusal.message, reason=refusal.reason)
         # A path that names a record by an identifier the caller may only see masked would
         # confirm that identifier by answering: refuse it like a query on the field.
         if plan.scan and scanner.kinds_in(ctx.path):

@@ -117,6 +117,7 @@ class RecordStage:
         sinks: tuple[EventSink, ...] = (),
         outcomes: OutcomeListener | None = None,
         log_requests: bool = True,
+        seq_roles: frozenset[str] = frozenset(),
     ) -> None:
         self._metrics = metrics
         self._policy_version = policy_version
@@ -125,6 +126,7 @@ class RecordStage:
         self._sinks = sinks
         self._outcomes = outcomes
         self._log_requests = log_requests
+        self._seq_roles = seq_roles
 
     def _detect(self, ctx: RequestContext) -> list[Any]:
         """The outcome to the detector (bulk export, failure rates, the model's queue); what
@@ -144,6 +146,19 @@ class RecordStage:
         ctx.score = max(ctx.score, assessment.score)
         ctx.detections.extend(assessment.act)
         return list(assessment.act)
+
+    def seq_header(self, ctx: RequestContext) -> str | None:
+        """The `X-Audit-Seq` value: the request's audit sequence, shown only to callers with
+        an admin role (`admin.roles`). To everyone else the sequence is the gateway's global
+        request count; their receipt is `X-Request-ID`, which the record holds as well."""
+        principal = ctx.principal
+        if (
+            ctx.audit_seq is None
+            or principal is None
+            or principal.roles.isdisjoint(self._seq_roles)
+        ):
+            return None
+        return str(ctx.audit_seq)
 
     def guard(self, ctx: RequestContext) -> None:
         """Before forwarding: with the audit log failing, classified data is not served."""

@@ -78,7 +78,7 @@ async def test_a_caseworker_at_clearance_2_sees_masked_identifiers(demo: Any) ->
         assert re.fullmatch(r"\d{4}", person["birth_date"])
         head = person["household"]["head"]
         assert ID_MASKED.match(head["id_card"]), "nested objects are masked too"
-    assert resp.headers["X-Audit-Seq"]
+    assert "X-Audit-Seq" not in resp.headers, "the global request count is not for consumers"
 
 
 async def test_the_owner_at_clearance_4_sees_values_in_clear(demo: Any) -> None:
@@ -153,14 +153,23 @@ async def test_filtering_on_a_masked_field_is_refused(demo: Any) -> None:
 
 
 async def test_every_response_is_in_a_verifiable_audit_log(demo: Any) -> None:
-    seqs = []
-    for path in ("/api/enterprise/companies/1", "/api/population/persons/1", "/api/nope"):
+    soc = demo.auth(sub="soc1", dept="soc", clearance=4, roles=["soc"])
+    seqs, ids = [], []
+    for path in ("/api/enterprise/companies/1", "/api/population/persons/1"):
+        resp = await demo.get(path, headers=soc, auth=False)
+        seqs.append(int(resp.headers["X-Audit-Seq"]))  # shown to admin roles only
+        ids.append(resp.headers["X-Request-ID"])
+    for path in ("/api/enterprise/companies/1", "/api/nope"):
         resp = await demo.get(path)
-        seqs.append(int(resp.headers["X-Audit-Seq"]))
-    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        assert "X-Audit-Seq" not in resp.headers
+        ids.append(resp.headers["X-Request-ID"])
+    assert seqs == sorted(seqs) and len(set(seqs)) == 2
     await demo.gateway.audit.flush()
     lines = demo.gateway.config.audit.path.read_bytes().splitlines(keepends=True)
     assert verify(lines).ok
+    records = {r["request_id"]: r for r in map(orjson.loads, lines)}
+    assert [records[i]["seq"] for i in ids[:2]] == seqs
+    assert all(i in records for i in ids), "X-Request-ID finds every response's record"
     text = b"\n".join(lines)
     assert demo.token().encode() not in text
 

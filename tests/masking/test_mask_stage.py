@@ -67,9 +67,19 @@ async def test_query_on_a_masked_field_is_forbidden(stage: MaskStage) -> None:
 
 
 async def test_query_allowed_when_the_field_is_visible(stage: MaskStage) -> None:
-    await stage(context("/api/citizens/?id_card=110105194912310038", clearance=3))
+    declared = make_dataset(query_params={"page": "integer", "id_card": "exact"})
+    url = "/api/citizens/?id_card=110105194912310038"
+    await stage(context(url, clearance=3, dataset=declared))
     await stage(context("/api/citizens/?page=2"))
     await stage(context("/api/citizens/?id_card=1", dataset=None))
+
+
+async def test_a_visible_field_is_still_an_undeclared_parameter(stage: MaskStage) -> None:
+    """Clearance 3 sees id_card but not diagnosis: only declared parameters pass."""
+    with pytest.raises(GatewayError) as err:
+        await stage(context("/api/citizens/?id_card=110105194912310038", clearance=3))
+    assert (err.value.status, err.value.reason) == (403, "undeclared_query_param")
+    assert "page, size" in err.value.message
 
 
 def test_effective_clearance() -> None:
@@ -80,7 +90,11 @@ def test_effective_clearance() -> None:
 
 
 async def test_a_grant_raises_the_mask_clearance(stage: MaskStage) -> None:
-    ctx = context("/api/citizens/?id_card=1", decision=Decision(mask_clearance=3))
+    ctx = context(
+        "/api/citizens/?id_card=1",
+        decision=Decision(mask_clearance=3),
+        dataset=make_dataset(query_params={"id_card": "exact"}),
+    )
     await stage(ctx)
     transform = stage.body_transform(ctx, 200, JSON)
     assert transform is not None

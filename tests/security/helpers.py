@@ -68,9 +68,10 @@ datasets:
   - {id: fwd, route: /api/fwd/, upstream: h, owner: ops, level: 1, sharing: unconditional,
      forward_authorization: true}
 """
-POLICY = "p, user:writer, open, write, allow\n"
+POLICY = "p, user:writer, open, write, allow\np, user:exporter, people, export, allow\n"
 RSA_ISSUER = "rsa-issuer"
 BOMB_DECODED = 256 * 1024 * 1024
+EXPORT_SUFFIXES = (".csv", ".tsv", ".ndjson", ".jsonl")
 
 
 def person(i: int = 0) -> dict[str, Any]:
@@ -297,6 +298,9 @@ class HostileUpstream:
             )
         )
         case = request.path.rstrip("/").rsplit("/", 1)[-1]
+        # `csv.csv` asks for the `csv` case as an export (bulk bodies need one).
+        for suffix in EXPORT_SUFFIXES:
+            case = case.removesuffix(suffix)
         streamed = await streamed_response(case, request)
         return streamed if streamed is not None else hostile_response(case, request)
 
@@ -336,6 +340,11 @@ LOW = {"sub": "mallory", "dept": "market-regulation", "clearance": 1}
 def low(gw: RunningGateway, **claims: Any) -> dict[str, str]:
     """A clearance-1 caller from another department: sees `people` masked only."""
     return gw.auth(**{**LOW, **claims})
+
+
+def exporter(gw: RunningGateway) -> dict[str, str]:
+    """A clearance-1 caller a policy row lets export `people` (masked)."""
+    return gw.auth(**{**LOW, "sub": "exporter"})
 
 
 # --- what must never reach a client ----------------------------------------------------

@@ -72,7 +72,7 @@ async def test_https_works_end_to_end_through_the_whole_pipeline(
             assert resp.status == 200
             body = await resp.json()
             assert body["id_card"] == MASKED_ID_CARD  # a level-3 field, clearance 2
-            assert resp.headers["X-Audit-Seq"]
+            assert resp.headers["X-Request-ID"]
         async with gw.session.get(gw.admin_url + "/readyz", ssl=context) as resp:
             assert resp.status == 200 and (await resp.json())["ready"] is True
     assert [s.path for s in upstream.seen] == ["/api/secret/1"]
