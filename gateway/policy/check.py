@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.policy.bundle import PolicyBundle
-from gateway.policy.decide import IMPLICIT_ACTIONS
+from gateway.policy.sharing import IMPLICIT_ACTIONS
 
 
 def problems(bundle: PolicyBundle) -> list[str]:

@@ -46,7 +46,7 @@ def _policy(*argv: str, load_config: Callable[[str | None], Any] = _no_config) -
 
 def test_check_ok(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _policy("check", "--dir", str(policy_dir)) == 0
-    assert capsys.readouterr().out.endswith("4 datasets, 5 rows: ok\n")
+    assert capsys.readouterr().out.endswith("4 datasets, 6 rows: ok\n")
 
 
 def test_check_reports_problems(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,8 +54,8 @@ def test_check_reports_problems(policy_dir: Path, capsys: pytest.CaptureFixture[
     csv.write_text(csv.read_text() + "p, dept:x, populaton, read, allow, a\n")
     assert _policy("check", "--dir", str(policy_dir)) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{csv}:23: unknown department 'x': this row can never match"
-    assert out[1] == f"{csv}:23: unknown dataset 'populaton': this row can never match"
+    assert out[0] == f"{csv}:27: unknown department 'x': this row can never match"
+    assert out[1] == f"{csv}:27: unknown dataset 'populaton': this row can never match"
     assert out[2].endswith(": 2 problem(s)")
 
 
@@ -290,9 +290,9 @@ def test_replay_prints_changes(
     )
     assert _policy("replay", "--events", str(events), "--policy", str(candidate)) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:23  e.g. r1",
-        f"     1  allow -> deny  list population  reason explicit_deny  rule {csv}:23  e.g. r2",
-        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:24  e.g. r6",
+        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:27  e.g. r1",
+        f"     1  allow -> deny  list population  reason explicit_deny  rule {csv}:27  e.g. r2",
+        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:28  e.g. r6",
         "6 events: 5 re-decided, 1 skipped (no policy decision recorded), 2 unchanged; "
         f"changes: allow->deny 3 (candidate {load_bundle(candidate, 0).version})",
     ]
