@@ -47,6 +47,7 @@ from gateway.policy import admin as policy_admin
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.decider import Decider
 from gateway.policy.grants import GrantStore
+from gateway.policy.startup import bundle_checks
 from gateway.policy.store import PolicyStore
 from gateway.stages.authenticate import AuthenticateStage
 from gateway.stages.authorise import AuthoriseStage
@@ -175,7 +176,7 @@ class Gateway:
             backend=self.state,
             clock=clock,
             on_rejected=self._policy_rejected,
-            validators=(self._check_upstreams, self._check_masking),
+            validators=bundle_checks(lambda: self.config),
         )
         self.grants = GrantStore(
             self.state,
@@ -265,17 +266,6 @@ class Gateway:
         )
 
     # --- checks and callbacks -------------------------------------------------------------
-
-    def _check_upstreams(self, bundle: PolicyBundle) -> None:
-        for dataset in bundle.catalog.datasets.values():
-            if dataset.upstream not in self.config.upstreams:
-                raise ConfigError(
-                    f"catalog: dataset {dataset.id!r} names upstream {dataset.upstream!r}, "
-                    f"which the config's upstreams do not define"
-                )
-
-    def _check_masking(self, bundle: PolicyBundle) -> None:
-        self.mask.check(bundle.catalog.datasets.values())
 
     async def _unmaskable(self, ctx: RequestContext, error: GatewayError) -> None:
         """A response that could not be masked was refused: the SOC hears of it (repeats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.admin.app import PRINCIPAL
 from gateway.cli import grants as grants_cli
+from gateway.cli import load_config
 from gateway.cli import policy as policy_cli
 from gateway.cli.adminclient import CLIError
 from gateway.errors import ConfigError
@@ -63,7 +65,7 @@ def test_check_syntax_error_is_one_line(
     policy_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (policy_dir / "policy.csv").write_text("\np, dept:x, population, read, maybe\n")
-    assert _policy("check", "--dir", str(policy_dir)) == 1
+    assert _policy("check", "--dir", str(policy_dir)) == 2
     err = capsys.readouterr().err
     assert (
         err
@@ -74,8 +76,10 @@ def test_check_syntax_error_is_one_line(
 def test_check_uses_the_config_policy_dir(
     policy_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = SimpleNamespace(policy=PolicyConfig(dir=policy_dir))
+    demo = load_config(None)
+    config = dataclasses.replace(demo, policy=dataclasses.replace(demo.policy, dir=policy_dir))
     assert _policy("check", "--config", "gw.yaml", load_config=lambda p: config) == 0
+    assert str(policy_dir) in capsys.readouterr().out
 
 
 def test_explain_allow_with_masked_fields(
