@@ -19,7 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.identity.purpose import declared_purpose
 from gateway.policy.bundle import TESTS_DIR, PolicyBundle, load_bundle
 from gateway.policy.cases import case_files, decide_case, failure, load_cases, resolve
-from gateway.policy.check import problems
+from gateway.policy.check import casbin_parity, problems
 from gateway.policy.config import PolicyConfig
 from gateway.policy.decide import evaluate
 from gateway.policy.grants import GRANTS_HASH, Grant, parse_time
@@ -113,7 +113,7 @@ def _check(args: argparse.Namespace, load_config: LoadConfig) -> int:
         print(f"datagate: {exc}", file=sys.stderr)
         return 2
     bundle = store.current
-    found = problems(bundle)
+    found = problems(bundle) + casbin_parity(bundle)
     for line in found:
         print(line)
     summary = (

@@ -94,6 +94,7 @@ class PolicyRow:
     hours: str
     days: str
     clearance: str
+    written: int = 0  # fields written in the file (fewer than the model: padded with '*')
 
 
 def parse_model(text: str, source: str) -> ModelSpec:
@@ -247,11 +248,13 @@ def parse_policy(text: str, source: str, model: ModelSpec) -> list[PolicyRow]:
                 f"{where}: too many fields ({len(values)}; "
                 f"the model has {', '.join(model.columns)})"
             )
+        written = len(values)
         values += ["*"] * (width - len(values))
         named = dict(zip(model.columns, values, strict=True))
         for column in OPTIONAL_COLUMNS:
             named.setdefault(column, "*")
-        rows.append(_check_row(named, Rule(source, number, line), tuple(values), where))
+        row = _check_row(named, Rule(source, number, line), tuple(values), where)
+        rows.append(dataclasses.replace(row, written=written))
     return rows
 
 

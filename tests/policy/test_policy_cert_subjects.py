@@ -18,7 +18,7 @@ from tests.policy.conftest import MONDAY_10, bundle_with
 from tests.policy.test_policy_cli import _policy
 
 SUBJECT = "CN=etl-01,O=Tax Bureau,C=CN"
-ROW = f'p, "cert:{SUBJECT}", enterprise, export, allow\n'
+ROW = f'p, "cert:{SUBJECT}", enterprise, export, allow, *, *, *, *\n'
 
 
 @pytest.fixture

@@ -111,3 +111,30 @@ def test_check_with_config_needs_the_pseudonym_secret(
     capsys.readouterr()
     assert _check(policy_dir, config) == 2
     assert "needs masking.pseudonym_secret" in capsys.readouterr().err
+
+
+def test_check_reports_what_keeps_plain_casbin_from_deciding_alike(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv, model = policy_dir / "policy.csv", policy_dir / "model.conf"
+    csv.write_text(
+        csv.read_text().replace("p, catalog, *, *, allow, *, *, *, *\n", "")
+        + "p, user:someone-else, medical, export, deny\n"
+    )
+    model.write_text(
+        model.read_text().replace(
+            " && sharing_match(r.sub, r.dataset, r.act, r.env, p.sub, p.eft)", ""
+        )
+    )
+    assert _check(policy_dir) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        f"{csv}:26: 4 of 8 fields: standard Casbin tools refuse rows shorter than the model "
+        "(invalid policy size); write '*' for the rest",
+        f"{model}:19: the matcher does not end with "
+        "'&& sharing_match(r.sub, r.dataset, r.act, r.env, p.sub, p.eft)': standard Casbin "
+        "tools will not apply the catalog's rules",
+        f"{csv}: no 'p, catalog, *, *, allow, *, *, *, *' row: standard Casbin tools will "
+        "refuse what the catalog (owners, unconditional datasets) and grants allow",
+    ]
+    assert out[-1].endswith(": 3 problem(s)")

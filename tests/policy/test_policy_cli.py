@@ -53,7 +53,7 @@ def test_check_ok(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_reports_problems(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = policy_dir / "policy.csv"
-    csv.write_text(csv.read_text() + "p, dept:x, populaton, read, allow, a\n")
+    csv.write_text(csv.read_text() + "p, dept:x, populaton, read, allow, a, *, *, *\n")
     assert _policy("check", "--dir", str(policy_dir)) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{csv}:27: unknown department 'x': this row can never match"
