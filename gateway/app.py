@@ -17,7 +17,7 @@ from gateway import logs
 from gateway import reload as config_reload
 from gateway.access import admin as access_admin
 from gateway.access.events import event_sinks
-from gateway.access.http import ConsumerAPI, check_reserved
+from gateway.access.http import ConsumerAPI
 from gateway.access.service import AccessRequests
 from gateway.admin import dashboard
 from gateway.admin.app import admin_app
@@ -50,6 +50,7 @@ from gateway.policy import admin as policy_admin
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.decider import Decider
 from gateway.policy.grants import GrantStore
+from gateway.policy.startup import bundle_checks
 from gateway.policy.store import PolicyStore
 from gateway.reports import admin as reports_admin
 from gateway.reports.quality import Quality
@@ -190,7 +191,7 @@ class Gateway:
             backend=self.state,
             clock=clock,
             on_rejected=self._policy_rejected,
-            validators=(self._check_upstreams, self._check_masking, check_reserved),
+            validators=bundle_checks(lambda: self.config),
         )
         self.grants = GrantStore(
             self.state,
@@ -308,17 +309,6 @@ class Gateway:
         return lambda dataset: quality.observer(
             dataset.id, frozenset(f.name for f in dataset.fields)
         )
-
-    def _check_upstreams(self, bundle: PolicyBundle) -> None:
-        for dataset in bundle.catalog.datasets.values():
-            if dataset.upstream not in self.config.upstreams:
-                raise ConfigError(
-                    f"catalog: dataset {dataset.id!r} names upstream {dataset.upstream!r}, "
-                    f"which the config's upstreams do not define"
-                )
-
-    def _check_masking(self, bundle: PolicyBundle) -> None:
-        self.mask.check(bundle.catalog.datasets.values())
 
     async def _unmaskable(self, ctx: RequestContext, error: GatewayError) -> None:
         """A response that could not be masked was refused: the SOC hears of it (repeats

@@ -7,7 +7,9 @@ from typing import Any
 
 import yaml
 
-POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
+# The packaged copy of the repository's policies/ (tests/policy keeps the two identical), so
+# an installed wheel runs the demo too.
+POLICIES_DIR = Path(__file__).resolve().parent / "policies"
 
 
 def demo_config_path() -> Path:

@@ -61,7 +61,7 @@ def parse_bundle(directory: Path, texts: dict[str, str], loaded_at: float) -> Po
         raise ConfigError(f"{catalog_path}: nested too deeply to parse") from None
     model = parse_model(texts[MODEL_FILE], str(directory / MODEL_FILE))
     rows = parse_policy(texts[POLICY_FILE], str(directory / POLICY_FILE), model)
-    index = RuleIndex(model, rows, catalog.datasets)
+    index = RuleIndex(model, rows, catalog.datasets.values())
     return PolicyBundle(directory, catalog, model, tuple(rows), index, version_of(texts), loaded_at)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.policy.bundle import PolicyBundle
-from gateway.policy.decide import IMPLICIT_ACTIONS
+from gateway.policy.rules import CATALOG_ROW, CATALOG_SUBJECT, SHARING_CALL
+from gateway.policy.sharing import IMPLICIT_ACTIONS
 
 
 def problems(bundle: PolicyBundle) -> list[str]:
@@ -51,4 +52,29 @@ def problems(bundle: PolicyBundle) -> list[str]:
                 f"{where}: anyone may read and list unconditional dataset {dataset.id!r}: "
                 "this row never matters"
             )
+    return out
+
+
+def casbin_parity(bundle: PolicyBundle) -> list[str]:
+    """What keeps plain Casbin (with gateway.policy.casbin_functions) from deciding as the
+    gateway does: short rows, a model without sharing_match, no `catalog` row."""
+    out: list[str] = []
+    width = len(bundle.model.columns)
+    for row in bundle.rows:
+        if row.written < width:
+            out.append(
+                f"{row.rule.where}: {row.written} of {width} fields: standard Casbin tools refuse "
+                "rows shorter than the model (invalid policy size); write '*' for the rest"
+            )
+    if not bundle.model.sharing:
+        out.append(
+            f"{bundle.model.file}:{bundle.model.matcher_line}: the matcher does not end with "
+            f"'&& {SHARING_CALL}': standard Casbin tools will not apply the catalog's rules"
+        )
+    if bundle.rows and not any(r.sub == CATALOG_SUBJECT for r in bundle.rows):
+        policy = bundle.rows[0].rule.file
+        out.append(
+            f"{policy}: no '{', '.join(('p', *CATALOG_ROW))}, *, *, *, *' row: standard Casbin "
+            "tools will refuse what the catalog (owners, unconditional datasets) and grants allow"
+        )
     return out

@@ -12,10 +12,13 @@ from gateway.policy.catalog import Dataset
 from gateway.policy.decision import Decision, Rule
 from gateway.policy.enforcer import Env, Subject, subject_names
 from gateway.policy.grants import Grant
-
-# Without a policy row or grant, owners may read and list their own datasets and anyone
-# may read and list an unconditional one; export and write always need their own row/grant.
-IMPLICIT_ACTIONS = frozenset({"read", "list"})
+from gateway.policy.sharing import (
+    clearance_ok,
+    implicit_basis,
+    purpose_ok,
+    raised_clearance,
+    shared_with,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,9 +59,10 @@ def evaluate(
             principal.subject, principal.department, principal.roles, principal.cert_subject
         ),
         principal.clearance,
+        principal.department,
     )
     env = Env(purpose, local.hour, local.weekday())
-    deny_rule, allow_rule = bundle.index.match(subject, dataset.id, action, env)
+    deny_rule, allow_rule = bundle.index.match(subject, dataset, action, env)
 
     def result(
         effect: str, reason: str, rule: Rule | None = None, grant: Grant | None = None
@@ -83,41 +87,27 @@ def evaluate(
 
     if deny_rule is not None:
         return result("deny", "explicit_deny", deny_rule)
-    owner = principal.department == dataset.owner
-    if dataset.sharing == "none" and not owner:
+    department = principal.department
+    if not shared_with(department, dataset):
         return result("deny", "sharing_none")
-
-    implicit = action in IMPLICIT_ACTIONS
-    grant: Grant | None = None
-    basis: str | None = None
-    missing = "default_deny"
-    if implicit and owner:
-        basis = "owner"
-    elif implicit and dataset.sharing == "unconditional":
-        basis = "unconditional"
-    elif dataset.sharing == "conditional" and not purpose:
-        missing = "no_purpose"
-    elif allow_rule is not None:
-        basis = "policy_allow"
-    elif dataset.sharing != "none":
-        grant = next(
-            (
-                g
-                for g in grants
-                if g.active(ts)
-                and g.covers(principal.subject, principal.department, action, purpose)
-            ),
-            None,
+    # Every way a request may be allowed, in the order explained; the first whose clearance
+    # suffices decides. This is the union plain Casbin computes from the `catalog` row
+    # (gateway.policy.casbin_functions), so both decide alike.
+    bases: list[tuple[str, Rule | None, Grant | None, int]] = []
+    implicit = implicit_basis(department, dataset, action)
+    if implicit is not None:
+        bases.append((implicit, None, None, principal.clearance))
+    if purpose_ok(dataset, purpose):
+        if allow_rule is not None:
+            bases.append(("policy_allow", allow_rule, None, principal.clearance))
+        bases.extend(
+            ("grant", None, g, raised_clearance(principal.clearance, g.clearance))
+            for g in grants
+            if g.active(ts) and g.covers(principal.subject, department, action, purpose)
         )
-        basis = "grant" if grant else None
-
-    clearance = principal.clearance
-    if grant is not None and grant.clearance is not None:
-        clearance = max(clearance, grant.clearance)
-    if clearance < dataset.level:
-        floor = dataset.masked_from_clearance
-        if action == "write" or floor is None or clearance < floor:
-            return result("deny", "clearance_below_level")
-    if basis is None:
-        return result("deny", missing)
-    return result("allow", basis, allow_rule if basis == "policy_allow" else None, grant)
+    for basis, rule, grant, clearance in bases:
+        if clearance_ok(clearance, dataset, action):
+            return result("allow", basis, rule, grant)
+    if bases or not clearance_ok(principal.clearance, dataset, action):
+        return result("deny", "clearance_below_level")
+    return result("deny", "default_deny" if purpose_ok(dataset, purpose) else "no_purpose")

@@ -8,9 +8,11 @@ import casbin
 from casbin.model import Model
 
 from gateway.errors import ConfigError
+from gateway.policy.catalog import Dataset
 from gateway.policy.decision import Rule
 from gateway.policy.rules import (
     ACTIONS,
+    CATALOG_SUBJECT,
     ModelSpec,
     PolicyRow,
     days,
@@ -26,27 +28,37 @@ _FIRST_ALLOW = "some(where (p.eft == allow))"
 
 
 class Subject:
-    """The principal as the matcher sees it: its subject names and its clearance."""
+    """The principal as the matcher sees it: its subject names, clearance and department."""
 
-    __slots__ = ("clearance", "ids")
+    __slots__ = ("clearance", "department", "ids")
 
-    def __init__(self, ids: frozenset[str], clearance: int) -> None:
+    def __init__(self, ids: frozenset[str], clearance: int, department: str = "") -> None:
         self.ids = ids
         self.clearance = clearance
+        self.department = department
 
     def __repr__(self) -> str:
         return f"Subject({sorted(self.ids)}, clearance={self.clearance})"
 
 
 class Env:
-    """The request's context as the matcher sees it: declared purpose, local hour and weekday."""
+    """The request's context as the matcher sees it: declared purpose, local hour and weekday,
+    and the clearances of the grants in force for this caller, action and purpose (None: a
+    grant that carries no clearance of its own)."""
 
-    __slots__ = ("hour", "purpose", "weekday")
+    __slots__ = ("grants", "hour", "purpose", "weekday")
 
-    def __init__(self, purpose: str | None, hour: int, weekday: int) -> None:
+    def __init__(
+        self,
+        purpose: str | None,
+        hour: int,
+        weekday: int,
+        grants: tuple[int | None, ...] = (),
+    ) -> None:
         self.purpose = purpose
         self.hour = hour
         self.weekday = weekday
+        self.grants = grants
 
     def __repr__(self) -> str:
         return f"Env(purpose={self.purpose!r}, hour={self.hour}, weekday={self.weekday})"
@@ -63,11 +75,13 @@ def subject_names(
 
 
 def subject_match(sub: Subject, spec: str) -> bool:
-    return spec == "*" or spec in sub.ids
+    # The `catalog` row stands for everyone the catalog's rules and grants admit; the
+    # model's sharing_match decides who that is.
+    return spec == "*" or spec == CATALOG_SUBJECT or spec in sub.ids
 
 
-def dataset_match(dataset: str, spec: str) -> bool:
-    return spec == "*" or spec == dataset
+def dataset_match(dataset: Dataset, spec: str) -> bool:
+    return spec == "*" or spec == dataset.id
 
 
 def action_match(action: str, spec: str) -> bool:
@@ -115,7 +129,7 @@ class _Rows:
             self._rules.setdefault(row.values, row.rule)
         casbin_model.add_policies("p", "p", [list(v) for v in self._rules])
 
-    def first(self, subject: Subject, dataset: str, action: str, env: Env) -> Rule | None:
+    def first(self, subject: Subject, dataset: Dataset, action: str, env: Env) -> Rule | None:
         try:
             _, row = self._enforcer.enforce_ex(subject, dataset, action, env)
         except Exception as exc:  # a matcher the officers wrote can fail at evaluation
@@ -133,14 +147,18 @@ class RuleIndex:
     however large the policy grows.
     """
 
-    def __init__(self, model: ModelSpec, rows: list[PolicyRow], datasets: Iterable[str]) -> None:
+    def __init__(
+        self, model: ModelSpec, rows: list[PolicyRow], datasets: Iterable[Dataset]
+    ) -> None:
         self._index: dict[tuple[str, str], tuple[_Rows | None, _Rows | None]] = {}
+        # The catalog row is the catalog's rules, which decide.py applies itself.
+        rows = [r for r in rows if r.sub != CATALOG_SUBJECT]
         for dataset in datasets:
-            mine = [r for r in rows if r.dataset in ("*", dataset)]
+            mine = [r for r in rows if r.dataset in ("*", dataset.id)]
             for action in ACTIONS:
                 deny = [r for r in mine if r.eft == "deny" and action in r.actions]
                 allow = [r for r in mine if r.eft == "allow" and action in r.actions]
-                self._index[dataset, action] = (
+                self._index[dataset.id, action] = (
                     _Rows(model, _FIRST_DENY, deny) if deny else None,
                     _Rows(model, _FIRST_ALLOW, allow) if allow else None,
                 )
@@ -149,9 +167,9 @@ class RuleIndex:
                 self.match(Subject(frozenset(), 1), dataset, action, Env(None, 0, 0))
 
     def match(
-        self, subject: Subject, dataset: str, action: str, env: Env
+        self, subject: Subject, dataset: Dataset, action: str, env: Env
     ) -> tuple[Rule | None, Rule | None]:
-        deny, allow = self._index.get((dataset, action), (None, None))
+        deny, allow = self._index.get((dataset.id, action), (None, None))
         denied = deny.first(subject, dataset, action, env) if deny else None
         if denied is not None:
             return denied, None

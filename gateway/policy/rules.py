@@ -28,6 +28,17 @@ MATCHER_FUNCTIONS = frozenset(
         "clearance_match",
     }
 )
+# The last conjunct of the matcher: the catalog's sharing rules (owner, sharing type, level,
+# grants) as plain Casbin applies them (gateway.policy.casbin_functions). The gateway
+# evaluates the rest of the matcher per row and applies the same rules in decide.py.
+SHARING_CALL = "sharing_match(r.sub, r.dataset, r.act, r.env, p.sub, p.eft)"
+_SHARING_TAIL = re.compile(
+    r"\s*&&\s*sharing_match\(\s*r\.sub\s*,\s*r\.dataset\s*,\s*r\.act\s*,\s*r\.env\s*,"
+    r"\s*p\.sub\s*,\s*p\.eft\s*\)\s*$"
+)
+# The row standing for what the catalog and the grants allow, so Casbin has a row to fire.
+CATALOG_SUBJECT = "catalog"
+CATALOG_ROW = (CATALOG_SUBJECT, "*", "*", "allow")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SECTIONS = {
     "request_definition": "r",
@@ -49,8 +60,11 @@ class ModelSpec:
 
     file: str
     columns: tuple[str, ...]
-    matcher: str
+    matcher: str  # the per-row part, without the sharing_match conjunct
     matcher_line: int
+    # Whether the matcher ends with `&& sharing_match(...)`, which plain Casbin needs to
+    # decide as the gateway does (the gateway applies the catalog's rules either way).
+    sharing: bool = True
 
     def casbin_text(self, effect: str) -> str:
         """The model as Casbin reads it, with `effect` as its policy effect."""
@@ -80,6 +94,7 @@ class PolicyRow:
     hours: str
     days: str
     clearance: str
+    written: int = 0  # fields written in the file (fewer than the model: padded with '*')
 
 
 def parse_model(text: str, source: str) -> ModelSpec:
@@ -142,16 +157,28 @@ def parse_model(text: str, source: str) -> ModelSpec:
             f"{source}:{e_line}: policy effect must be deny-overrides: 'e = {DENY_OVERRIDES}'"
         )
     m_line, m_value = seen["m"]
-    _check_matcher(m_value, columns, f"{source}:{m_line}")
-    return ModelSpec(source, columns, m_value, m_line)
+    rows_part = _SHARING_TAIL.sub("", m_value)
+    sharing = rows_part != m_value
+    _check_matcher(rows_part, columns, f"{source}:{m_line}")
+    body = _python_tree(rows_part, "").body
+    if sharing and isinstance(body, ast.BoolOp) and isinstance(body.op, ast.Or):
+        raise ConfigError(
+                f"{source}:{m_line}: put the row conditions in parentheses before "
+                f"'&& {SHARING_CALL}' (it must apply to the whole row match)"
+            )
+    return ModelSpec(source, columns, rows_part, m_line, sharing)
+
+
+def _python_tree(expr: str, where: str) -> ast.Expression:
+    python = re.sub(r"!(?!=)", " not ", expr.replace("&&", " and ").replace("||", " or "))
+    try:
+        return ast.parse(python.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ConfigError(f"{where}: matcher is not a valid expression: {exc.msg}") from None
 
 
 def _check_matcher(expr: str, columns: tuple[str, ...], where: str) -> None:
-    python = re.sub(r"!(?!=)", " not ", expr.replace("&&", " and ").replace("||", " or "))
-    try:
-        tree = ast.parse(python.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ConfigError(f"{where}: matcher is not a valid expression: {exc.msg}") from None
+    tree = _python_tree(expr, where)
     tokens = {"r": set(REQUEST_TOKENS), "p": set(columns)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -174,7 +201,16 @@ def _check_matcher(expr: str, columns: tuple[str, ...], where: str) -> None:
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in MATCHER_FUNCTIONS:
                 known = ", ".join(sorted(MATCHER_FUNCTIONS))
-                raise ConfigError(f"{where}: matcher calls an unknown function (known: {known})")
+                if isinstance(node.func, ast.Name) and node.func.id == "sharing_match":
+                    raise ConfigError(
+                        f"{where}: sharing_match may only end the matcher, as "
+                        f"'&& {SHARING_CALL}'"
+                    )
+                name = node.func.id if isinstance(node.func, ast.Name) else "?"
+                raise ConfigError(
+                    f"{where}: matcher calls an unknown function {name!r} (known: {known}, "
+                    "and sharing_match last)"
+                )
         elif (
             isinstance(node, ast.Name)
             and node.id not in tokens
@@ -212,16 +248,29 @@ def parse_policy(text: str, source: str, model: ModelSpec) -> list[PolicyRow]:
                 f"{where}: too many fields ({len(values)}; "
                 f"the model has {', '.join(model.columns)})"
             )
+        written = len(values)
         values += ["*"] * (width - len(values))
         named = dict(zip(model.columns, values, strict=True))
         for column in OPTIONAL_COLUMNS:
             named.setdefault(column, "*")
-        rows.append(_check_row(named, Rule(source, number, line), tuple(values), where))
+        row = _check_row(named, Rule(source, number, line), tuple(values), where)
+        rows.append(dataclasses.replace(row, written=written))
     return rows
 
 
 def _check_row(named: dict[str, str], rule: Rule, values: tuple[str, ...], where: str) -> PolicyRow:
     sub, dataset, act, eft = (named[c] for c in REQUIRED_COLUMNS)
+    if sub == CATALOG_SUBJECT:
+        if (sub, dataset, act, eft) != CATALOG_ROW or any(
+            named[c] != "*" for c in OPTIONAL_COLUMNS
+        ):
+            raise ConfigError(
+                f"{where}: the '{CATALOG_SUBJECT}' row stands for the catalog's sharing rules "
+                f"and grants; write it as 'p, {', '.join(CATALOG_ROW)}' with '*' in every "
+                "other column"
+            )
+        actions = frozenset(ACTIONS)
+        return PolicyRow(rule, values, sub, dataset, actions, eft, "*", "*", "*", "*")
     if sub.startswith(CERT_PREFIX):
         problem = cert_subject_problem(sub[len(CERT_PREFIX) :])
         if problem:

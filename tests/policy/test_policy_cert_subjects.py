@@ -18,7 +18,7 @@ from tests.policy.conftest import MONDAY_10, bundle_with
 from tests.policy.test_policy_cli import _policy
 
 SUBJECT = "CN=etl-01,O=Tax Bureau,C=CN"
-ROW = f'p, "cert:{SUBJECT}", enterprise, export, allow\n'
+ROW = f'p, "cert:{SUBJECT}", enterprise, export, allow, *, *, *, *\n'
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_explain_with_a_certificate_subject(
     assert _policy(*args, "--cert-subject", SUBJECT) == 0
     out = capsys.readouterr().out
     assert "decision: allow\n" in out and "reason:   policy_allow\n" in out
-    assert f"{cert_policy / 'policy.csv'}:23  {ROW.strip()}" in out
+    assert f"{cert_policy / 'policy.csv'}:27  {ROW.strip()}" in out
     assert f"(taxation, clearance 2, certificate {SUBJECT}) export enterprise" in out
     assert _policy(*args) == 0
     assert "reason:   default_deny\n" in capsys.readouterr().out
@@ -85,7 +85,7 @@ cases:
   - name: the ETL job exports with its certificate
     principal: {{sub: etl, dept: taxation, clearance: 2, cert_subject: "{SUBJECT}"}}
     request: {{path: /api/enterprise/companies.csv}}
-    expect: {{decision: allow, reason: policy_allow, rule_line: 23}}
+    expect: {{decision: allow, reason: policy_allow, rule_line: 27}}
   - name: the same token without the certificate
     principal: {{sub: etl, dept: taxation, clearance: 2}}
     request: {{path: /api/enterprise/companies.csv}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.admin.app import PRINCIPAL
 from gateway.cli import grants as grants_cli
+from gateway.cli import load_config
 from gateway.cli import policy as policy_cli
 from gateway.cli.adminclient import CLIError
 from gateway.errors import ConfigError
@@ -46,16 +48,16 @@ def _policy(*argv: str, load_config: Callable[[str | None], Any] = _no_config) -
 
 def test_check_ok(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _policy("check", "--dir", str(policy_dir)) == 0
-    assert capsys.readouterr().out.endswith("4 datasets, 5 rows: ok\n")
+    assert capsys.readouterr().out.endswith("4 datasets, 6 rows: ok\n")
 
 
 def test_check_reports_problems(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = policy_dir / "policy.csv"
-    csv.write_text(csv.read_text() + "p, dept:x, populaton, read, allow, a\n")
+    csv.write_text(csv.read_text() + "p, dept:x, populaton, read, allow, a, *, *, *\n")
     assert _policy("check", "--dir", str(policy_dir)) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{csv}:23: unknown department 'x': this row can never match"
-    assert out[1] == f"{csv}:23: unknown dataset 'populaton': this row can never match"
+    assert out[0] == f"{csv}:27: unknown department 'x': this row can never match"
+    assert out[1] == f"{csv}:27: unknown dataset 'populaton': this row can never match"
     assert out[2].endswith(": 2 problem(s)")
 
 
@@ -63,7 +65,7 @@ def test_check_syntax_error_is_one_line(
     policy_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (policy_dir / "policy.csv").write_text("\np, dept:x, population, read, maybe\n")
-    assert _policy("check", "--dir", str(policy_dir)) == 1
+    assert _policy("check", "--dir", str(policy_dir)) == 2
     err = capsys.readouterr().err
     assert (
         err
@@ -74,8 +76,10 @@ def test_check_syntax_error_is_one_line(
 def test_check_uses_the_config_policy_dir(
     policy_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = SimpleNamespace(policy=PolicyConfig(dir=policy_dir))
+    demo = load_config(None)
+    config = dataclasses.replace(demo, policy=dataclasses.replace(demo.policy, dir=policy_dir))
     assert _policy("check", "--config", "gw.yaml", load_config=lambda p: config) == 0
+    assert str(policy_dir) in capsys.readouterr().out
 
 
 def test_explain_allow_with_masked_fields(
@@ -290,9 +294,9 @@ def test_replay_prints_changes(
     )
     assert _policy("replay", "--events", str(events), "--policy", str(candidate)) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:23  e.g. r1",
-        f"     1  allow -> deny  list population  reason explicit_deny  rule {csv}:23  e.g. r2",
-        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:24  e.g. r6",
+        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:27  e.g. r1",
+        f"     1  allow -> deny  list population  reason explicit_deny  rule {csv}:27  e.g. r2",
+        f"     1  allow -> deny  read population  reason explicit_deny  rule {csv}:28  e.g. r6",
         "6 events: 5 re-decided, 1 skipped (no policy decision recorded), 2 unchanged; "
         f"changes: allow->deny 3 (candidate {load_bundle(candidate, 0).version})",
     ]
