@@ -58,7 +58,7 @@ def test_the_delimiter_is_found_from_the_header(
     [
         f"张三,{ID},{PHONE}\n李四,11010519491231002X,13912345678\n",  # no header row
         f"姓名,身份证号,手机\n张三,{ID},{PHONE}\n",  # names the catalog does not know
-        f"a,b,c\n张三,x,y\n",  # nothing classified seen at all
+        "a,b,c\n张三,x,y\n",  # nothing classified seen at all
     ],
     ids=["no-header", "chinese-header", "other-columns"],
 )
