@@ -561,14 +561,21 @@ class CsvCodec:
                 last = offset
         return last
 
-    def _rows(self, block: str) -> bytes:
+    def _parse(self, block: str) -> list[list[str]]:
         reader = csv.reader(io.StringIO(block, newline=""), delimiter=self._delimiter, strict=True)
-        sink = io.StringIO()
         try:
-            rows = list(reader)
+            return list(reader)
         except csv.Error as exc:
             raise _malformed("CSV", exc) from None
+
+    def _rows(self, block: str) -> bytes:
+        sink = io.StringIO()
+        if self._header is None:
+            block = self._separator_line(block, sink)
+        rows = self._parse(block)
         if self._header is None and rows:
+            if self._delimiter_of(rows[0], block):
+                rows = self._parse(block)
             header = self._start(rows.pop(0), block)
             csv.writer(sink, delimiter=self._delimiter, lineterminator=self._terminator).writerow(
                 header if self._keep is None else [header[i] for i in self._keep]
@@ -601,6 +608,33 @@ class CsvCodec:
         self._out.report.records_out += len(rows)
         return self._out.scan(sink.getvalue().encode("utf-8"))
 
+    def _separator_line(self, block: str, sink: io.StringIO) -> str:
+        """Excel's `sep=;` first line names the delimiter: use it, and pass the line on."""
+        first, newline, rest = block.lstrip("\ufeff").partition("\n")
+        line = first.rstrip("\r")
+        if line.lower().startswith("sep=") and len(line) == 5:
+            self._delimiter = line[4]
+            sink.write(first + newline)
+            return rest
+        return block
+
+    def _delimiter_of(self, header: list[str], block: str) -> bool:
+        """A header that names none of the classified columns under the declared delimiter,
+        but does under another one (`;`, `|`, tab, comma: CSV labelled TSV and the like):
+        read the body with that one. True if the delimiter changed."""
+        columns = self._out.plan.by_column
+        if not columns or any(norm_name(cell.lstrip("\ufeff")) in columns for cell in header):
+            return False
+        line = block.split("\n", 1)[0]
+        for other in (",", ";", "|", "\t"):
+            if other == self._delimiter or other not in line:
+                continue
+            cells = next(csv.reader([line], delimiter=other))
+            if any(norm_name(cell.lstrip("\ufeff")) in columns for cell in cells):
+                self._delimiter = other
+                return True
+        return False
+
     @staticmethod
     def _kept(row: list[str], keep: list[int], width: int) -> list[str]:
         """A ragged row without the removed columns; cells past the header stay."""
@@ -624,6 +658,14 @@ class CsvCodec:
                 self._masks.append((index, rule.fn, rule.label))
         if removed:
             self._keep = [i for i in range(len(header)) if i not in removed]
+        if self._out.plan.by_column and not self._masks and not removed:
+            # No header row, other names (姓名, 身份证号) or another layout: which cells are
+            # classified cannot be told, so nothing is passed on.
+            raise MaskingError(
+                "unmaskable_csv",
+                "the CSV header names none of the dataset's classified columns; name them in "
+                "the catalog (a field's `column`) or send the header",
+            )
         return header
 
 

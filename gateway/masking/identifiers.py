@@ -35,6 +35,21 @@ def is_resident_id(value: str) -> bool:
     return resident_id_check(value[:17]) == value[17].upper()
 
 
+def is_first_generation_id(value: str) -> bool:
+    """15 digits (the ID before 1999, GB 11643-1989): an area code whose province part is a
+    real one (11-82) and a real date of birth YYMMDD in 19YY at digits 7-12; no check digit,
+    so the date is what keeps other 15-digit numbers out."""
+    if len(value) != 15 or not value.isascii() or not value.isdigit():
+        return False
+    if not 11 <= int(value[:2]) <= 82:
+        return False
+    try:
+        dt.date(1900 + int(value[6:8]), int(value[8:10]), int(value[10:12]))
+    except ValueError:
+        return False
+    return True
+
+
 def _org_code_check(first8: str) -> str | None:
     """GB 11714 check character for an 8-character organisation code."""
     total = 0

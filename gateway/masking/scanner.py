@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
-from gateway.masking.identifiers import is_bank_card, is_resident_id, is_uscc
+from gateway.masking.identifiers import (
+    is_bank_card,
+    is_first_generation_id,
+    is_resident_id,
+    is_uscc,
+)
 from gateway.masking.strategies import (
-    WIDTH_FOLD,
     keep_ends,
     mask_email,
     mask_mobile,
@@ -39,10 +44,49 @@ _ALNUM_ESCAPE = (
 )
 _ESCAPED_ALNUM = re.compile(_ALNUM_ESCAPE)
 _ESCAPED_ALNUM_BYTES = re.compile(_ALNUM_ESCAPE.encode())
-# UTF-8 of the full-width forms that fold to identifier characters (digits, letters, @+-._%).
-_FOLD_PROBE = re.compile(rb"\xef\xbc[\x85\x8b\x8d\x8e\x90-\x99\xa0-\xbf]|\xef\xbd[\x81-\x9a]")
+
+
+def _fold_table() -> tuple[dict[int, int], frozenset[str]]:
+    """What a reader sees: every character that is a decimal digit (mathematical bold and
+    sans-serif digits, circled and superscript digits, other scripts' digits) or folds by
+    NFKC to one ASCII letter or digit, as that ASCII character; and the invisible format
+    characters (U+200B and its kin, soft hyphens) that a reader does not see at all."""
+    table: dict[int, int] = {}
+    invisible: set[str] = set()
+    for cp in (*range(0x80, 0xD800), *range(0xE000, 0x20000)):
+        c = chr(cp)
+        digit = unicodedata.digit(c, None)
+        if digit is not None:
+            table[cp] = 0x30 + digit
+            continue
+        if unicodedata.category(c) == "Cf":
+            invisible.add(c)
+            continue
+        folded = unicodedata.normalize("NFKC", c)
+        if len(folded) == 1 and folded.isascii() and (folded.isalnum() or folded in " -+@._%"):
+            table[cp] = ord(folded)
+    table[0x3000] = 0x20
+    return table, frozenset(invisible)
+
+
+FOLD, _INVISIBLE = _fold_table()
+_FOLDABLE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(FOLD)) + "]")
+_INVISIBLE_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(_INVISIBLE)) + "]")
+# An identifier written in groups: 138-1234-5678, 110105 19491231 0038, 6222 0212 3456 7890.
+_GROUPED_PROBE = re.compile(rb"[0-9][ -][0-9]")
+_GROUPED = re.compile(
+    rb"(?<![0-9A-Za-z])(?:"
+    rb"(?:(?:\+|00)?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}"
+    rb"|[0-9]{6}[ -]?(?:[0-9]{8}|[0-9]{4}[ -]?[0-9]{4})[ -]?[0-9]{3}[0-9Xx]"
+    rb"|[0-9]{4}(?:[ -]?[0-9]{4}){3}(?:[ -]?[0-9]{1,3})?"
+    rb")(?![0-9A-Za-z])"
+)
 
 Span = tuple[int, int, str]
+_INTL_MOBILE = frozenset(f"00861{d}" for d in "3456789")
+# Digits inside a longer run of letters and digits (`ID110105...`, `tel138...`, `...0038a`):
+# the digit part is tried as an identifier of its own; a resident ID may end in X.
+_DIGITS = re.compile(rb"[0-9]{11,19}[Xx]?")
 
 
 def _mask_bank_card(value: str) -> str:
@@ -66,6 +110,11 @@ def classify(token: str) -> str | None:
             return "mobile" if token[0] == "1" and token[1] in "3456789" else None
         if n == 13 and token[:3] == "861" and token[3] in "3456789":
             return "mobile"
+        if n == 15:
+            if token[:6] in _INTL_MOBILE:
+                return "mobile"  # 0086 and the number
+            if is_first_generation_id(token):
+                return "resident_id"
         if n == 18 and is_resident_id(token):
             return "resident_id"
         if n == 18 and is_uscc(token):
@@ -118,11 +167,46 @@ def find(view: bytes) -> list[Span]:
             if kind is not None:
                 spans.append((begin, end, kind))
                 break
+        else:
+            spans.extend(_glued(view, start, end))
+    extra: list[Span] = []
     if b"@" in view:
-        spans.extend(_emails(view))
+        extra.extend(_emails(view))
+    if _GROUPED_PROBE.search(view):
+        extra.extend(_grouped(view))
+    if extra:
+        spans.extend(extra)
         spans.sort()
         spans = _without_overlaps(spans)
     return spans
+
+
+def _grouped(view: bytes) -> list[Span]:
+    """Identifiers written with spaces or dashes between their groups."""
+    found: list[Span] = []
+    for m in _GROUPED.finditer(view):
+        token = m.group().translate(None, b" -+").decode("ascii")
+        kind = classify(token)
+        if kind is not None and token != m.group().decode("ascii"):
+            found.append((m.start(), m.end(), kind))
+    return found
+
+
+def _glued(view: bytes, start: int, end: int) -> list[Span]:
+    """Identifiers glued to letters inside one run of letters and digits: the digit parts,
+    checked like whole tokens. A check digit, a date or Luhn makes a hit near-certain, so
+    the letters around it (`sfz`, `tel`, `card`) do not make it safe."""
+    found: list[Span] = []
+    for m in _DIGITS.finditer(view, start, end):
+        begin, stop = m.span()
+        token = m.group().decode("ascii")
+        kind = classify(token)
+        if kind is None and token[-1] in "Xx":  # an X that is a letter, not a check digit
+            stop -= 1
+            kind = classify(token[:-1])
+        if kind is not None and (begin, stop) != (start, end):
+            found.append((begin, stop, kind))
+    return found
 
 
 def _emails(view: bytes) -> list[Span]:
@@ -153,11 +237,19 @@ def _without_overlaps(spans: list[Span]) -> list[Span]:
     return kept
 
 
+def _masked(kind: str, token: str) -> str:
+    if kind != "email":
+        token = token.replace(" ", "").replace("-", "")  # a grouped one, masked whole
+    return MASKERS[kind](token)
+
+
 def scan_bytes(data: bytes, counts: dict[str, int], mask: bool = True) -> bytes:
     """Count the identifiers in UTF-8 `data` by kind into `counts`; mask them if `mask`."""
-    if (not data.isascii() and _FOLD_PROBE.search(data)) or (
-        b"\\u" in data and _ESCAPED_ALNUM_BYTES.search(data)
-    ):
+    if not data.isascii():
+        text = data.decode("utf-8", "surrogatepass")
+        if _FOLDABLE.search(text) or _INVISIBLE_RE.search(text):
+            return scan_text(text, counts, mask).encode("utf-8", "surrogatepass")
+    if b"\\u" in data and _ESCAPED_ALNUM_BYTES.search(data):
         return scan_text(data.decode("utf-8", "surrogatepass"), counts, mask).encode(
             "utf-8", "surrogatepass"
         )
@@ -172,20 +264,32 @@ def scan_bytes(data: bytes, counts: dict[str, int], mask: bool = True) -> bytes:
     last = 0
     for start, end, kind in spans:
         out.append(data[last:start])
-        out.append(MASKERS[kind](data[start:end].decode("ascii")).encode("ascii"))
+        out.append(_masked(kind, data[start:end].decode("ascii")).encode("ascii"))
         last = end
     out.append(data[last:])
     return b"".join(out)
 
 
 def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
-    """`scan_bytes` for text, folding full-width digits and letters (NFKC width forms) and
-    reading digits and letters written as JSON escapes."""
+    """`scan_bytes` for text, folding what reads as digits and letters (NFKC forms, other
+    scripts' digits) and reading digits and letters written as JSON escapes. Invisible
+    characters are read both ways: as separators (two identifiers side by side) and as
+    nothing (one identifier with a U+200B inside)."""
+    if not _INVISIBLE_RE.search(text):
+        return _scan_text(text, counts, mask, visible_only=False)
+    masked = _scan_text(text, counts, True, visible_only=False)
+    masked = _scan_text(masked, counts, True, visible_only=True)
+    return masked if mask else text
+
+
+def _scan_text(text: str, counts: dict[str, int], mask: bool, *, visible_only: bool) -> str:
     starts: list[int] | None = None  # where each character of `decoded` starts in `text`
     decoded = text
     if "\\u" in text and _ESCAPED_ALNUM.search(text):
         decoded, starts = _unescaped(text)
-    view = decoded.translate(WIDTH_FOLD).encode("ascii", "replace")  # one byte per character
+    if visible_only:
+        decoded, starts = _visible(decoded, starts)
+    view = decoded.translate(FOLD).encode("ascii", "replace")  # one byte per character
     spans = find(view)
     if not spans:
         return text
@@ -198,10 +302,18 @@ def scan_text(text: str, counts: dict[str, int], mask: bool = True) -> str:
     for start, end, kind in spans:
         begin, stop = (start, end) if starts is None else (starts[start], starts[end])
         out.append(text[last:begin])
-        out.append(MASKERS[kind](view[start:end].decode("ascii")))
+        out.append(_masked(kind, view[start:end].decode("ascii")))
         last = stop
     out.append(text[last:])
     return "".join(out)
+
+
+def _visible(text: str, starts: list[int] | None) -> tuple[str, list[int]]:
+    """`text` without its invisible characters, and where each remaining character (plus
+    the end) starts in the original text."""
+    base = starts if starts is not None else list(range(len(text) + 1))
+    kept = [i for i, c in enumerate(text) if c not in _INVISIBLE]
+    return "".join(text[i] for i in kept), [base[i] for i in kept] + [base[len(text)]]
 
 
 def _unescaped(text: str) -> tuple[str, list[int]]:

@@ -264,10 +264,20 @@ class ForwardStage:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         ctx.status = upstream.status
         iterator = upstream.iter_chunks()
-        # Read the first chunk before sending headers, so an early failure is a JSON error.
+        # Read until there is something to send (or the body ended) before sending headers,
+        # so a failure before the first masked byte (a CSV header naming no classified
+        # column, cut anywhere) is a JSON error, not a cut connection. The codecs bound
+        # what they hold back.
+        out = b""
+        ended = False
         try:
-            first = await anext(iterator, b"")
-            out = transform.feed(first) if transform is not None else first
+            while not out and not ended:
+                chunk = await anext(iterator, None)
+                if chunk is None:
+                    ended = True
+                    out = transform.finish() if transform is not None else b""
+                else:
+                    out = transform.feed(chunk) if transform is not None else chunk
         except UpstreamFailure as exc:
             raise upstream_error(ctx, exc, "response ") from None
         before_stream(ctx, response)
@@ -276,16 +286,17 @@ class ForwardStage:
             if out:
                 await response.write(out)
                 ctx.bytes_out += len(out)
-            async for chunk in iterator:
-                out = transform.feed(chunk) if transform is not None else chunk
-                if out:
-                    await response.write(out)
-                    ctx.bytes_out += len(out)
-            if transform is not None:
-                tail = transform.finish()
-                if tail:
-                    await response.write(tail)
-                    ctx.bytes_out += len(tail)
+            if not ended:
+                async for chunk in iterator:
+                    out = transform.feed(chunk) if transform is not None else chunk
+                    if out:
+                        await response.write(out)
+                        ctx.bytes_out += len(out)
+                if transform is not None:
+                    tail = transform.finish()
+                    if tail:
+                        await response.write(tail)
+                        ctx.bytes_out += len(tail)
             await response.write_eof()
         except Exception as exc:
             ctx.error = "upstream_error"

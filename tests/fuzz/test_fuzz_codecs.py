@@ -123,7 +123,8 @@ def test_streaming_masks_like_the_whole_body(
     raw, content_type = body
     packed = compress(raw, encoding)
     expected = whole(packed, content_type, encoding, clearance)
-    assert not isinstance(expected, MaskingError), expected  # valid bodies mask
+    # Valid bodies mask, but a CSV whose header names no classified column is refused.
+    assert not isinstance(expected, MaskingError) or expected.reason == "unmaskable_csv", expected
     assert_same(expected, streamed(packed, content_type, encoding, clearance, cuts))
 
 

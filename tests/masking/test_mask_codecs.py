@@ -402,7 +402,9 @@ def test_csv_columns_by_configured_column_name(config) -> None:
     assert out.decode() == "姓名,手机号\n张三,138****5678\n"
 
 
-@pytest.mark.parametrize("body", [b'a,b\n"unclosed,1\n', b"a,b\n\xff\xfe,1\n", b'a,b\n1,"x"y\n'])
+@pytest.mark.parametrize(
+    "body", [b'mobile,b\n"unclosed,1\n', b"mobile,b\n\xff\xfe,1\n", b'mobile,b\n1,"x"y\n']
+)
 def test_malformed_csv_fails_closed(plan, config, body: bytes) -> None:
     with pytest.raises(MaskingError) as err:
         run_body(plan, config, body, "text/csv")
