@@ -513,7 +513,7 @@ class CsvCodec:
             raise MaskingError("unsupported_charset", f"unknown charset {charset!r}") from None
         self._text = ""
         self._header: list[str] | None = None
-        self._masks: list[tuple[int, Callable[[Any, bytes], str], str]] = []
+        self._masks: list[tuple[int, Callable[[Any, bytes], str], str, str]] = []
         self._removed: list[tuple[int, str]] = []
         self._keep: list[int] | None = None
         self._terminator = "\r\n"
@@ -583,13 +583,18 @@ class CsvCodec:
         writer = csv.writer(sink, delimiter=self._delimiter, lineterminator=self._terminator)
         key = self._out.walker.key
         counts = self._out.report.masked_fields
-        for index, fn, label in self._masks:
+        observe = self._out.plan.observe  # data-quality counts, from the cells visited anyway
+        for index, fn, label, strategy in self._masks:
             n = 0
             for row in rows:
                 try:
                     value = row[index]
                 except IndexError:  # a short row: nothing in this column
+                    if observe is not None:
+                        observe.value(label, strategy, None)
                     continue
+                if observe is not None:
+                    observe.value(label, strategy, value)
                 if value:
                     row[index] = fn(value, key)
                     n += 1
@@ -655,7 +660,7 @@ class CsvCodec:
                 removed.add(index)
                 self._removed.append((index, rule.label))
             else:
-                self._masks.append((index, rule.fn, rule.label))
+                self._masks.append((index, rule.fn, rule.label, rule.strategy))
         if removed:
             self._keep = [i for i in range(len(header)) if i not in removed]
         if self._out.plan.by_column and not self._masks and not removed:

@@ -3,10 +3,13 @@ delimiters, Excel's `sep=` line, no header, comma data labelled TSV, other heade
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.masking.errors import MaskingError
 from gateway.masking.plan import MaskPlan
+from gateway.reports.quality import Quality
 from tests.masking.mask_helpers import run_body
 
 ID = "110105194912310038"
@@ -68,3 +71,15 @@ def test_a_csv_naming_no_classified_column_is_refused(plan: MaskPlan, config, bo
     assert refused.value.reason == "unmaskable_csv"
     assert refused.value.code == "upstream_error"
     assert "names none of the dataset's classified columns" in refused.value.message
+
+
+def test_csv_cells_are_counted_for_data_quality(plan: MaskPlan, config) -> None:
+    """The cells the CSV codec masks are the ones data quality counts (issue 15): empty,
+    a short row's missing cell, a resident ID failing its checksum."""
+    quality = Quality()
+    observed = dataclasses.replace(plan, observe=quality.observer("people", frozenset()))
+    body = f"name,id_card\n张三,{ID}\n李四,110105194912310039\n王五,\n赵六\n"
+    out, _ = run_body(observed, config, body.encode(), "text/csv")
+    assert "110105194912310039" not in out.decode()
+    (row,) = [r for r in quality.snapshot()["fields"] if r["field"] == "id_card"]
+    assert (row["seen"], row["empty"], row["invalid"]) == (4, 2, 1)
