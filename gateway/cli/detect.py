@@ -17,6 +17,7 @@ import orjson
 import yaml
 from tqdm import tqdm
 
+from detectors import orgsim
 from detectors.config import DetectionConfig
 from detectors.evaluate import Quality, ScenarioQuality, evaluate, format_quality
 from detectors.events import AccessEvent, event_from_dict, read_events
@@ -60,9 +61,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen = sub.add_parser("generate", help="write labelled scenario data (history + test days)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, type=Path, help="directory for history/test.jsonl")
-    gen.add_argument("--principals", type=int, default=60)
-    gen.add_argument("--history-days", type=int, default=13)
-    gen.add_argument("--test-days", type=int, default=5)
+    gen.add_argument(
+        "--generator",
+        choices=sorted(GENERATORS),
+        default="basic",
+        help="basic: the detector's own scenarios (default); org: an independently written "
+        "organisation (detectors/orgsim.py)",
+    )
+    gen.add_argument("--principals", type=int, help="basic only (default 60)")
+    gen.add_argument("--history-days", type=int, help="default: basic 13, org 21")
+    gen.add_argument("--test-days", type=int, help="default: basic 5, org 7")
     gen.set_defaults(handler=cmd_generate)
 
     qual = sub.add_parser(
@@ -214,16 +222,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# name -> (default history days, default test days)
+GENERATORS = {"basic": (13, 5), "org": (21, 7)}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    history_days, test_days = GENERATORS[args.generator]
+    args.history_days = history_days if args.history_days is None else args.history_days
+    args.test_days = test_days if args.test_days is None else args.test_days
+    if args.generator == "org" and args.principals is not None:
+        raise ConfigError("--principals: the org generator sizes its organisation from the seed")
+    args.principals = 60 if args.principals is None else args.principals
     for name in ("principals", "history_days", "test_days"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1")
-    scenario = generate(
-        args.seed,
-        principals=args.principals,
-        history_days=args.history_days,
-        test_days=args.test_days,
-    )
+    if args.generator == "org":
+        scenario = orgsim.generate(
+            args.seed, history_days=args.history_days, test_days=args.test_days
+        )
+    else:
+        scenario = generate(
+            args.seed,
+            principals=args.principals,
+            history_days=args.history_days,
+            test_days=args.test_days,
+        )
     try:
         history, test = write(scenario, args.out)
     except OSError as exc:
