@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "more, cross-generator figures too (train on one's history, test on the other's)",
     )
     qual.add_argument("--verbose", action="store_true", help="name every false positive")
-    qual.add_argument("--principals", type=int, default=60)
+    qual.add_argument("--principals", type=int, default=60, help="basic generator only")
     qual.add_argument("--config", type=Path, help="YAML file whose `detection:` key is used")
     qual.add_argument(
         "--rules-only", action="store_true", help="score with rules and baselines, no forest"
@@ -96,14 +96,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _generators() -> dict[str, Any]:
-    """The labelled traffic generators available: `generate(seed, principals=...)` each."""
-    found: dict[str, Any] = {"scenarios": generate}
-    try:
-        from detectors import orgsim
-    except ImportError:
-        return found
-    found["orgsim"] = orgsim.generate
-    return found
+    """The labelled traffic generators: name -> `make(seed, principals)` giving a Scenario."""
+    return {
+        "basic": lambda seed, principals: generate(seed, principals=principals),
+        "org": lambda seed, principals: orgsim.generate(seed),
+    }
 
 
 def _bar(events: Any, what: str) -> Any:
@@ -302,7 +299,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     totals: dict[str, Quality] = {}
     runs: dict[str, int] = {}
     for seed in args.seeds:
-        data = {n: _events(available[n](seed, principals=args.principals)) for n in names}
+        data = {n: _events(available[n](seed, args.principals)) for n in names}
         models = {}
         for name in names:
             history, _ = data[name]
@@ -321,9 +318,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
                         Detector(config, models[trained_on]), test, progress=bar.update
                     )
                 quality = evaluate(test, scores)
-                label = (
-                    tested_on if trained_on == tested_on else f"{tested_on} (trained on {trained_on})"
-                )
+                label = tested_on
+                if trained_on != tested_on:
+                    label = f"{tested_on} (trained on {trained_on})"
                 quality.false_positive_actors = [
                     f"{seed}:{a}" for a in quality.false_positive_actors
                 ]

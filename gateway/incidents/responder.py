@@ -58,11 +58,13 @@ class Responder:
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None:
         """After the response: settle half-open probes and count the request for the rate rule.
 
-        `anomalous` defaults to "a detection about this principal was made". No await unless
+        `anomalous` defaults to "a high-confidence detection about this principal was made". No await unless
         this request held a probe or the rate rule fires."""
         bad = anomalous
         if bad is None:
-            bad = any(_about_principal(d) for d in ctx.detections)
+            # Lower-confidence findings raise incidents only: they must not suspend through
+            # the rate rule either.
+            bad = any(self._trips(d) for d in ctx.detections)
         probes = ctx.extra.pop(PROBES_KEY, None)
         if probes:
             for name in probes:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from detectors.features import FEATURE_NAMES, PrincipalBaseline
+from detectors.features import FEATURE_NAMES
+from detectors.profiles import Profile, build_groups
 from detectors.model import DetectorModel, FastForest, load_model
 from gateway.errors import ConfigError
 
@@ -41,8 +42,15 @@ def test_fast_scorer_rejects_the_wrong_width() -> None:
 
 def _model() -> DetectorModel:
     forest = IsolationForest(n_estimators=10, random_state=0).fit(_rows(0, 500))
-    baseline = PrincipalBaseline([1.0] * 48, 4.0, ["10.0.0.1"], ["ua"])
-    return DetectorModel(FastForest.from_sklearn(forest), 0.6, {"alice": baseline}, [0.5] * 48)
+    profile = Profile(days=5, span=5, department="stats", ips=["10.0.0.1"], agents=["ua"])
+    profiles = {"alice": profile}
+    return DetectorModel(
+        FastForest.from_sklearn(forest),
+        0.6,
+        profiles,
+        build_groups(profiles, 3),
+        {"department:stats": (10.0, 20.0)},
+    )
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -54,7 +62,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.forest is not None and model.forest is not None
     np.testing.assert_array_equal(loaded.forest.anomaly(rows), model.forest.anomaly(rows))
     assert loaded.threshold == 0.6
-    assert loaded.baselines["alice"].ips == ["10.0.0.1"]
+    assert loaded.profiles["alice"].ips == ["10.0.0.1"]
+    assert loaded.groups["stats/staff"].members == 1
+    assert loaded.aggregates == {"department:stats": (10.0, 20.0)}
 
 
 def _rewrite(path: Path, **changes: object) -> None:
