@@ -85,7 +85,7 @@ def test_bad_model_files_are_one_line_errors(tmp_path: Path) -> None:
 
     _model().save(path)
     with np.load(path, allow_pickle=False) as npz:
-        meta = bytes(npz["meta"]).replace(b'"version":1', b'"version":99')
+        meta = bytes(npz["meta"]).replace(b'"version":2', b'"version":99')
     _rewrite(path, meta=np.frombuffer(meta, dtype=np.uint8))
     with pytest.raises(ConfigError, match=r"model format version 99 is not supported"):
         load_model(path)
