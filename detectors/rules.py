@@ -680,7 +680,9 @@ class AuthFailures(Rule):
     across principals. It acts on the address, never on the principals behind it."""
 
     name = "auth_failures"
-    phases = ("record",)
+    # A refused request is observed and recorded in one go: the observe check sees the
+    # failures before it, the record check the failure itself.
+    phases = ("observe", "record")
     remediation = (
         "Many failed sign-ins from this address or range: credential stuffing; rate-limit or "
         "block the address; principals new to it are suspended."
