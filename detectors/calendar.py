@@ -102,7 +102,17 @@ def _within(minute: int, low: int, high: int) -> bool:
 class LocalTime:
     """What the calendar says about one moment."""
 
-    __slots__ = ("day", "daytime", "hour", "minute", "night", "slot", "weekday", "workday", "working")
+    __slots__ = (
+        "day",
+        "daytime",
+        "hour",
+        "minute",
+        "night",
+        "slot",
+        "weekday",
+        "workday",
+        "working",
+    )
 
     def __init__(
         self,
@@ -165,7 +175,12 @@ class Calendar:
 
     @staticmethod
     def _shift(o: HoursOverride) -> tuple[bool, int, int, frozenset[int]]:
-        return (o.always, parse_hhmm(o.start, "start"), parse_hhmm(o.end, "end"), frozenset(o.weekdays))
+        return (
+            o.always,
+            parse_hhmm(o.start, "start"),
+            parse_hhmm(o.end, "end"),
+            frozenset(o.weekdays),
+        )
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -192,7 +207,7 @@ class Calendar:
                 date.toordinal(),
             )
             self._block = block
-        hour, weekday, workday, minute, day = self._local
+        _, weekday, workday, minute, day = self._local
         minute += int(ts - self._block * _BLOCK) // 60
         self._minute = minute_index
         night = _within(minute, *self._night)

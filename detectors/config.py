@@ -10,7 +10,6 @@ from detectors.calendar import HoursOverride, WorkingHours, parse_hhmm
 from detectors.profiles import MEASURES
 from detectors.rules import RULES
 from gateway.configtree import field
-from gateway.errors import ConfigError
 
 __all__ = [
     "DetectionConfig",

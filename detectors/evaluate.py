@@ -158,8 +158,7 @@ def _median(values: list[float]) -> str:
 def format_quality(quality: Quality, *, verbose: bool = True) -> str:
     """A plain-text report: the per-kind table, the detection rate, both FPRs, TTD."""
     lines = [
-        f"{'kind':<24}{'actors':>7}{'detected':>9}{'rate':>8}{'suspended':>10}"
-        f"{'median TTD s':>14}"
+        f"{'kind':<24}{'actors':>7}{'detected':>9}{'rate':>8}{'suspended':>10}{'median TTD s':>14}"
     ]
     total = detected = 0
     for name, q in quality.scenarios.items():
@@ -182,7 +181,9 @@ def format_quality(quality: Quality, *, verbose: bool = True) -> str:
     )
     if verbose:
         for actor in quality.false_positive_actors:
-            lines.append(f"  incident for normal {actor}: {quality.false_positive_reasons.get(actor, '')}")
+            lines.append(
+                f"  incident for normal {actor}: {quality.false_positive_reasons.get(actor, '')}"
+            )
     lines.append(
         f"events: precision {quality.precision:.3f}, recall {quality.recall:.3f}, "
         f"PR-AUC {quality.pr_auc:.3f}"

@@ -292,9 +292,14 @@ class PrincipalState:
             day_max[SEQ_1H] = h[SEQ]
         if h[SEQ] >= WALK_MIN:
             self.day_walks.add(local.hour)
-            if dataset is not None and dataset not in self.profile.walk_datasets:
-                if len(self.profile.walk_datasets) < MAX_KNOWN and not self.day_flagged:
-                    self.profile.walk_datasets.append(dataset)
+            walked = self.profile.walk_datasets
+            if (
+                dataset is not None
+                and dataset not in walked
+                and len(walked) < MAX_KNOWN
+                and not self.day_flagged
+            ):
+                walked.append(dataset)
 
     def distinct_1h(self) -> float:
         value = self.windows.distinct(SK_RECORDS)
@@ -357,11 +362,11 @@ class Aggregate:
         "day_flagged",
         "day_records",
         "fired",
+        "last_ts",
         "peak_distinct",
         "peak_requests",
         "reference",
         "samples",
-        "last_ts",
     )
 
     def __init__(self, reference: tuple[float, float] | None) -> None:
@@ -394,10 +399,10 @@ class Aggregate:
             self.day_flagged = False
             self.contributions = {}
         self.day_count += 1
-        if record_id is not None and len(self.day_records) < MAX_DAY_RECORDS:
-            if record_id not in self.day_records:
-                self.day_records.add(record_id)
-                self.contributions[actor] = self.contributions.get(actor, 0) + 1
+        records = self.day_records
+        if record_id is not None and len(records) < MAX_DAY_RECORDS and record_id not in records:
+            records.add(record_id)
+            self.contributions[actor] = self.contributions.get(actor, 0) + 1
 
     def driver(self) -> tuple[str, int]:
         """The actor with the most new records today."""

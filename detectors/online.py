@@ -53,9 +53,7 @@ class ModelResult:
 def load_configured_model(config: Any) -> DetectorModel | None:
     """The model named in the config; None (with a warning) when none is configured or found."""
     if config.model.path is None:
-        log.warning(
-            "detection_model_missing", detail="no model configured: rules and priors only"
-        )
+        log.warning("detection_model_missing", detail="no model configured: rules and priors only")
         return None
     path = Path(config.model.path)
     if not path.exists():

@@ -132,7 +132,11 @@ class Profile:
             [str(v) for v in data["ips"]],
             [str(v) for v in data["agents"]],
         )
-        if len(profile.peaks) != NM or len(profile.hour_days) != 24 or len(profile.walk_hours) != 24:
+        if (
+            len(profile.peaks) != NM
+            or len(profile.hour_days) != 24
+            or len(profile.walk_hours) != 24
+        ):
             raise ValueError("profile: wrong number of measures or hours")
         return profile
 
@@ -200,9 +204,7 @@ def build_groups(profiles: dict[str, Profile], min_days: int) -> dict[str, Group
                 datasets[d] = datasets.get(d, 0.0) + 1.0 / n
         groups[key] = GroupProfile(
             peaks=[_quantile([p.peaks[m] for p in group], 0.9) for m in range(NM)],
-            hour_share=[
-                sum(p.hour_days[h] / max(p.span, 1) for p in group) / n for h in range(24)
-            ],
+            hour_share=[sum(p.hour_days[h] / max(p.span, 1) for p in group) / n for h in range(24)],
             datasets=datasets,
             ips=sorted({ip for p in group for ip in p.ips})[:4096],
             prefixes=sorted({prefix24(ip) for p in group for ip in p.ips})[:4096],

@@ -91,9 +91,7 @@ def score_events(
             result = model.get(id(event))
             if result is not None and result.detection is not None:
                 found = [*found, result.detection]
-            score, reasons, incident, suspended, rules = _judge(
-                event, found, act, trip_severity
-            )
+            score, reasons, incident, suspended, rules = _judge(event, found, act, trip_severity)
             if result is not None:
                 score = max(score, result.score)
             scores[i] = Score(

@@ -192,7 +192,7 @@ class HighFrequency(Rule):
                         c.severity,
                         scope,  # type: ignore[arg-type]
                         key,
-                        lambda count=count, limit=limit, span=span, key=key, scope=scope: (
+                        lambda count=count, limit=limit, span=span, key=key, scope=scope, factor=factor: (  # noqa: E501
                             f"request ceiling passed by {scope} {key}: {count} in {span}",
                             {f"requests_{span}": count},
                             {f"ceiling_{span}": limit * factor},
@@ -536,10 +536,7 @@ class OffHours(Rule):
             has_own = p.profile.days >= 3
             rare_self = not has_own or p.profile.hour_share(hour) < c.rare
             group = p.group
-            if group is not None:
-                rare_peers = group.share(hour) < c.rare
-            else:  # no peers known: the organisation's night
-                rare_peers = local.night
+            rare_peers = group is None or group.share(hour) < c.rare
             # Learned hours judge only the night: a late evening is too common to report.
             if not (rare_self and rare_peers and local.night):
                 return
@@ -726,13 +723,20 @@ class AuthFailures(Rule):
                     c.severity,
                     "address",
                     key,
-                    lambda key=key, hour=hour, day=day, ratio=ratio: (
+                    lambda key=key, hour=hour, day=day, ratio=ratio, factor=factor: (
                         f"failed authentication from {key}: {m[S401]} in 1m, ~{hour:.0f} in "
                         f"1h, ~{day:.0f} in a day ({ratio:.0%} of its requests)",
-                        {"status_401_1m": m[S401], "failures_1h": round(hour, 1),
-                         "failures_day": round(day, 1), "failure_ratio": round(ratio, 3)},
-                        {"limit_1m": c.per_minute, "limit_1h": c.per_hour * factor,
-                         "limit_day": c.per_day * factor},
+                        {
+                            "status_401_1m": m[S401],
+                            "failures_1h": round(hour, 1),
+                            "failures_day": round(day, 1),
+                            "failure_ratio": round(ratio, 3),
+                        },
+                        {
+                            "limit_1m": c.per_minute,
+                            "limit_1h": c.per_hour * factor,
+                            "limit_day": c.per_day * factor,
+                        },
                     ),
                     actor=f"ip:{event.client_ip}",
                 )
@@ -768,7 +772,12 @@ class AggregateActivity(Rule):
             (v.address, "address", event.client_ip),
         ):
             # One principal alone on an address is judged by its own rules.
-            if state is None or key is None or state.peak_distinct <= 0 or len(state.contributions) < 2:
+            if (
+                state is None
+                or key is None
+                or state.peak_distinct <= 0
+                or len(state.contributions) < 2
+            ):
                 continue
             distinct = len(state.day_records)
             limit = max(state.peak_distinct * c.factor, c.min_records)
@@ -784,7 +793,7 @@ class AggregateActivity(Rule):
                 c.severity,
                 scope,  # type: ignore[arg-type]
                 key,
-                lambda scope=scope, key=key, distinct=distinct, actor=actor, count=count, state=state: (
+                lambda scope=scope, key=key, distinct=distinct, actor=actor, count=count, state=state: (  # noqa: E501
                     f"{scope} {key} covered {distinct} distinct records today, over "
                     f"{c.factor:g}x its peak; mostly {actor} ({count})",
                     {"distinct_records_day": distinct, "driver_records": count},

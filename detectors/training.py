@@ -132,9 +132,7 @@ def train(
     return model, report
 
 
-def smoothed_peaks(
-    raw: np.ndarray, events: Sequence[AccessEvent], config: Any
-) -> dict[str, float]:
+def smoothed_peaks(raw: np.ndarray, events: Sequence[AccessEvent], config: Any) -> dict[str, float]:
     """Each principal's highest smoothed anomaly, smoothed exactly as the online detector does."""
     settings = config.model
     smoothed: dict[str, float] = {}

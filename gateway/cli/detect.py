@@ -311,7 +311,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
             for tested_on in names:
                 test = data[tested_on][1]
                 with tqdm(
-                    total=len(test), desc=f"{tested_on} seed {seed}", unit="ev", leave=False,
+                    total=len(test),
+                    desc=f"{tested_on} seed {seed}",
+                    unit="ev",
+                    leave=False,
                     disable=None,
                 ) as bar:
                     scores = score_events(

@@ -58,8 +58,8 @@ class Responder:
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None:
         """After the response: settle half-open probes and count the request for the rate rule.
 
-        `anomalous` defaults to "a high-confidence detection about this principal was made". No await unless
-        this request held a probe or the rate rule fires."""
+        `anomalous` defaults to "a high-confidence detection about this principal was made".
+        No await unless this request held a probe or the rate rule fires."""
         bad = anomalous
         if bad is None:
             # Lower-confidence findings raise incidents only: they must not suspend through

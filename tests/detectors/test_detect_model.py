@@ -9,8 +9,8 @@ import pytest
 from sklearn.ensemble import IsolationForest
 
 from detectors.features import FEATURE_NAMES
-from detectors.profiles import Profile, build_groups
 from detectors.model import DetectorModel, FastForest, load_model
+from detectors.profiles import Profile, build_groups
 from gateway.errors import ConfigError
 
 N = len(FEATURE_NAMES)

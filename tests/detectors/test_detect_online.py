@@ -189,8 +189,7 @@ def test_a_24_7_department_is_never_off_hours() -> None:
 def test_token_in_two_places_at_once() -> None:
     detector = Detector(DetectionConfig())
     events = [
-        _event(T0 + i * 20, i, client_ip="10.1.1.1" if i % 2 else "198.51.100.4")
-        for i in range(6)
+        _event(T0 + i * 20, i, client_ip="10.1.1.1" if i % 2 else "198.51.100.4") for i in range(6)
     ]
     fired = []
     for event in events:
@@ -202,7 +201,9 @@ def test_token_in_two_places_at_once() -> None:
 
 def test_moving_once_from_office_to_vpn_is_not_two_places() -> None:
     detector = Detector(DetectionConfig())
-    events = [_event(T0 + i * 20, i, client_ip="10.1.1.1" if i < 3 else "172.16.0.3") for i in range(6)]
+    events = [
+        _event(T0 + i * 20, i, client_ip="10.1.1.1" if i < 3 else "172.16.0.3") for i in range(6)
+    ]
     assert "token_spread" not in _rules(detector, events)
 
 
