@@ -420,6 +420,7 @@ class IpState:
         "fail_hour",
         "fired",
         "last_ts",
+        "range",
         "requests_day",
         "requests_hour",
         "samples",
@@ -428,6 +429,7 @@ class IpState:
 
     def __init__(self, windows: bool = True) -> None:
         self.windows = Windows() if windows else None
+        self.range: IpState | None = None  # the address range's state, for an address
         self.fail_hour = Decayed(3600.0)
         self.fail_day = Decayed(86400.0)
         self.requests_hour = Decayed(3600.0)

@@ -100,6 +100,7 @@ class Detector:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconfigure(config)
+        self._last = View(AccessEvent(0.0, "-", "-", "-", "-"), self.calendar.at(0.0), self.calendar)
 
     def reconfigure(self, config: Any) -> None:
         """New thresholds, severities, calendar and learning (a config reload); the state of
@@ -204,8 +205,11 @@ class Detector:
         ts = event.ts
         local = self.calendar.at(ts)
         v = View(event, local, self.calendar)
-        v.ip = self._ip(event.client_ip, ts)
-        v.range = self._range(event.client_ip, ts)
+        ip = v.ip = self._ip(event.client_ip, ts)
+        if ip.range is None:
+            ip.range = self._range(event.client_ip, ts)
+        v.range = ip.range
+        ip.range.last_ts = ts
         if event.principal is not None:
             p = v.principal = self._principal(event)
             if p.day != local.day:
@@ -223,7 +227,7 @@ class Detector:
         """Count a request that is about to be forwarded; return what acts on it now."""
         if not self.config.enabled:
             return Assessment()
-        v = self._view(event)
+        v = self._last = self._view(event)
         ts = event.ts
         ip = v.ip
         assert ip is not None and v.range is not None
@@ -263,7 +267,8 @@ class Detector:
         if not self.config.enabled:
             return Assessment()
         first = Assessment() if observed else self.observe(event)
-        v = self._view(event)
+        # Refused before observe: the view observe just built is this event's.
+        v = self._last if not observed and self._last.event is event else self._view(event)
         v.phase = "record"
         ts = event.ts
         ip = v.ip
