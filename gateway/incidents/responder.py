@@ -51,6 +51,14 @@ class Responder:
             if detection.severity > worst:
                 worst, ctx.incident_id = detection.severity, incident_id
 
+    def _trips_address(self, detection: DetectionLike) -> bool:
+        """A severe finding about an address acts on the address breaker."""
+        return (
+            getattr(detection, "scope", None) == "address"
+            and detection.severity >= self.config.trip_severity
+            and bool(getattr(detection, "key", ""))
+        )
+
     def _trips(self, detection: DetectionLike) -> bool:
         """Severe enough, and about the principal (or its token)."""
         return detection.severity >= self.config.trip_severity and _about_principal(detection)
@@ -156,6 +164,8 @@ class Responder:
         target = self._target(
             detection.principal, getattr(detection, "department", None), detection.dataset
         )
+        if self._trips_address(detection):
+            target, trip = ("address", str(getattr(detection, "key", ""))), True
         if not trip or target is None:
             return incident_id
         scope, key = target

@@ -159,3 +159,22 @@ async def test_lower_confidence_findings_raise_incidents_but_never_suspend(
         await world.responder.on_detections(ctx, ctx.detections)
         await world.responder.on_outcome(ctx)
     await world.stage(make_ctx(now=world.clock.now))  # not suspended
+
+
+@dataclasses.dataclass(frozen=True)
+class AddressFinding(Finding):
+    """A severe finding about an address (the detector's auth_failures)."""
+
+    rule: str = "auth_failures"
+    scope: str = "address"
+    key: str = "10.0.0.1"
+    principal: str | None = None
+
+
+async def test_a_severe_address_finding_trips_the_address_not_the_principal(
+    world: World,
+) -> None:
+    ctx = make_ctx(now=world.clock.now)
+    await world.responder.on_detections(ctx, [AddressFinding(severity=4)])
+    states = {s.field: s.state for s in await world.responder.breakers.list_all()}
+    assert states == {"address:10.0.0.1": "open"}
