@@ -100,7 +100,8 @@ class Detector:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconfigure(config)
-        self._last = View(AccessEvent(0.0, "-", "-", "-", "-"), self.calendar.at(0.0), self.calendar)
+        nothing = AccessEvent(0.0, "-", "-", "-", "-")
+        self._last = View(nothing, self.calendar.at(0.0), self.calendar)
 
     def reconfigure(self, config: Any) -> None:
         """New thresholds, severities, calendar and learning (a config reload); the state of
