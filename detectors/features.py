@@ -154,6 +154,7 @@ class PrincipalState:
         "limits",
         "model_n",
         "model_score",
+        "peers",
         "profile",
         "reference",
         "samples",
@@ -166,6 +167,7 @@ class PrincipalState:
         self.profile = profile
         self.reference = reference
         self.group = group
+        self.peers = False  # the group is the principal's department's, not the global one
         self.windows = Windows(sketches=2)
         self.ips = set(profile.ips)
         self.agents = set(profile.agents)

@@ -136,13 +136,16 @@ class Detector:
             if profile.department is None:
                 profile.department = event.department
             group = None
+            peers = False
             if model is not None and model.groups:
                 groups = model.groups
                 service = reference.service if reference is not None else False
-                group = groups.get(group_key(profile.department, service)) or groups.get(
-                    group_key(None, service)
-                )
+                group = groups.get(group_key(profile.department, service))
+                peers = group is not None
+                if group is None:
+                    group = groups.get(group_key(None, service))
             state = self.principals[name] = PrincipalState(profile, reference, group)
+            state.peers = peers
         return state
 
     def _ip(self, ip: str, ts: float) -> IpState:
@@ -215,7 +218,9 @@ class Detector:
             p = v.principal = self._principal(event)
             if p.day != local.day:
                 p.roll_day(local.day, self.learning, self.prior)
-            v.known = p.group is not None or p.limits.own is not None
+            # High confidence needs the principal's own history or its department's peers;
+            # against the whole organisation or the priors, findings only raise incidents.
+            v.known = p.peers or p.limits.own is not None
             v.novelty = p.novelty(event.client_ip, event.user_agent, event.dataset)
             if event.department is not None:
                 v.department = self.departments.get(event.department)
