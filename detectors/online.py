@@ -195,13 +195,14 @@ class Detector:
         self.principals.pop(principal, None)
 
     def familiar(self, principal: str, client_ip: str) -> bool:
-        """Whether `principal` is known to use `client_ip` (an address finding does not
-        suspend the principals that share the address)."""
+        """Whether `principal` may use `client_ip` while the address is suspended: it is known
+        there, or it has no known addresses at all to judge by (as novelty is judged). A
+        principal whose history is elsewhere is new to the address and is refused."""
         state = self.principals.get(principal)
         if state is not None:
-            return client_ip in state.ips
+            return not state.ips or client_ip in state.ips
         reference = self.model.profiles.get(principal) if self.model is not None else None
-        return reference is not None and client_ip in reference.ips
+        return reference is None or not reference.ips or client_ip in reference.ips
 
     # -- per request -----------------------------------------------------------------------
 

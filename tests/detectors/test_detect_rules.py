@@ -189,3 +189,11 @@ def test_an_address_finding_does_not_count_against_the_principals_behind_it() ->
     scores = {s.request_id: s for s in score_events(Detector(DetectionConfig()), events)}
     assert scores["bad39"].incident and not scores["bad39"].suspended
     assert not any(scores[f"ok{i}"].incident for i in range(40))
+
+
+def test_who_is_familiar_with_an_address() -> None:
+    history = _walk("etl", _ts("2026-09-01", "02:00"), 50, 1)
+    detector = Detector(DetectionConfig(), fit_profiles(history, DetectionConfig()))
+    assert detector.familiar("etl", "10.200.0.5")
+    assert not detector.familiar("etl", "203.0.113.9")  # its history is elsewhere
+    assert detector.familiar("newcomer", "203.0.113.9")  # nothing to judge by
