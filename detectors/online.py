@@ -219,9 +219,13 @@ class Detector:
             p = v.principal = self._principal(event)
             if p.day != local.day:
                 p.roll_day(local.day, self.learning, self.prior)
-            # High confidence needs the principal's own history or its department's peers;
-            # against the whole organisation or the priors, findings only raise incidents.
-            v.known = p.peers or p.limits.own is not None
+            # High confidence needs the principal's trained history or its department's
+            # peers; against the whole organisation, the priors or what it taught the
+            # detector itself since, findings only raise incidents.
+            reference = p.reference
+            v.known = p.peers or (
+                reference is not None and reference.days >= self.learning.min_days
+            )
             v.novelty = p.novelty(event.client_ip, event.user_agent, event.dataset)
             if event.department is not None:
                 v.department = self.departments.get(event.department)
