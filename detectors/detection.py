@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 __all__ = ["Assessment", "Detection", "Evidence", "Scope", "severity_score"]
 
-Scope = Literal["principal", "client_ip", "token"]
+Scope = Literal["principal", "token", "address", "department"]
 
 
 def severity_score(severity: int) -> float:
@@ -37,9 +37,11 @@ class Evidence:
 class Detection:
     """One finding for the breaker and the incident builder.
 
-    `rule` is the rule name (`high_frequency`, `above_baseline`, `off_hours`, `enumeration`,
-    `bulk_export`, `auth_failures`, `token_spread`, or `model`); `scope`/`key` say whose
-    behaviour it is (the principal, client IP or token id); `severity` is the OCSF severity_id.
+    `rule` is the rule name (see `detectors.rules.RULES`, or `model`); `scope`/`key` say what
+    it is about and what acts on it (the principal, its token, a client address or address
+    range, a department); `actor` names who drove it (a principal, or `ip:ADDRESS` for
+    unauthenticated traffic); `severity` is the OCSF severity_id: findings at the breaker's
+    trip_severity are the high-confidence ones that may suspend sharing.
     """
 
     rule: str
@@ -53,6 +55,8 @@ class Detection:
     score: float
     ts: float
     evidence: Evidence
+    actor: str = ""
+    remediation: str = ""
 
     @property
     def dedup_key(self) -> str:
@@ -71,6 +75,8 @@ class Detection:
             "score": self.score,
             "ts": self.ts,
             "dedup_key": self.dedup_key,
+            "actor": self.actor,
+            "remediation": self.remediation,
             "evidence": self.evidence.to_dict(),
         }
 

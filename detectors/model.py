@@ -1,5 +1,5 @@
 """The anomaly model: IsolationForest fitted with scikit-learn, scored by a vectorised numpy
-traversal, and saved with the principals' baselines as a versioned, pickle-free file."""
+traversal, and saved with the principals' and groups' profiles as a versioned, pickle-free file."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detectors.features import FEATURE_NAMES, PrincipalBaseline
+from detectors.features import FEATURE_NAMES
+from detectors.profiles import GroupProfile, Profile
 from gateway.errors import ConfigError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DetectorModel", "FastForest", "fit_forest", "load_model"]
 
 FORMAT = "datagate-detector"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
 
 
@@ -153,16 +154,19 @@ def fit_forest(X: np.ndarray, seed: int = 0, n_estimators: int = 100) -> Any:
 
 @dataclasses.dataclass(slots=True)
 class DetectorModel:
-    """A trained detector: the forest, its calibrated threshold and the principals' baselines.
+    """A trained detector: the forest, its calibrated threshold, and what is normal: the
+    principals' profiles, the peer groups' profiles, and the daily peaks of departments and
+    addresses (`aggregates`, keyed `department:NAME` / `address:IP`: distinct records, requests).
 
     `threshold` is the smoothed anomaly at which the model score reaches 0.5 (anomalous).
-    Without a forest (while training, or baselines only) it holds just the baselines.
+    Without a forest (while training, or profiles only) it holds just the profiles.
     """
 
     forest: FastForest | None
     threshold: float
-    baselines: dict[str, PrincipalBaseline]
-    default_hourly: list[float]
+    profiles: dict[str, Profile]
+    groups: dict[str, GroupProfile]
+    aggregates: dict[str, tuple[float, float]]
     feature_names: tuple[str, ...] = FEATURE_NAMES
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -176,8 +180,9 @@ class DetectorModel:
             "threshold": self.threshold,
             "denominator": self.forest.denominator,
             "depth": self.forest.depth,
-            "default_hourly": self.default_hourly,
-            "baselines": {k: b.to_dict() for k, b in self.baselines.items()},
+            "profiles": {k: p.to_dict() for k, p in self.profiles.items()},
+            "groups": {k: g.to_dict() for k, g in self.groups.items()},
+            "aggregates": {k: list(v) for k, v in self.aggregates.items()},
             "info": self.info,
         }
         buffer = io.BytesIO()
@@ -224,10 +229,15 @@ def load_model(path: Path) -> DetectorModel:
             n_features=len(FEATURE_NAMES),
         )
         threshold = float(meta["threshold"])
-        default_hourly = [float(v) for v in meta["default_hourly"]]
-        baselines = {str(k): PrincipalBaseline.from_dict(v) for k, v in meta["baselines"].items()}
-    except (KeyError, TypeError, ValueError) as exc:
+        profiles = {str(k): Profile.from_dict(v) for k, v in meta["profiles"].items()}
+        groups = {str(k): GroupProfile.from_dict(v) for k, v in meta["groups"].items()}
+        aggregates = {
+            str(k): (float(v[0]), float(v[1])) for k, v in meta["aggregates"].items()
+        }
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"{path}: corrupt model ({exc})") from None
-    if not 0 < threshold < 1 or len(default_hourly) != 48:
-        raise ConfigError(f"{path}: corrupt model (bad threshold or default baseline)")
-    return DetectorModel(forest, threshold, baselines, default_hourly, names, meta.get("info", {}))
+    if not 0 < threshold < 1:
+        raise ConfigError(f"{path}: corrupt model (bad threshold)")
+    return DetectorModel(
+        forest, threshold, profiles, groups, aggregates, names, meta.get("info", {})
+    )

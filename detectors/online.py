@@ -7,31 +7,33 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
 
 from detectors.calendar import Calendar
-from detectors.config import DetectionConfig
 from detectors.detection import Assessment, Detection, Evidence
 from detectors.events import AccessEvent
 from detectors.features import (
     FEATURE_NAMES,
+    Aggregate,
     IpState,
-    PrincipalBaseline,
+    Learning,
     PrincipalState,
     TokenState,
     feature_vector,
 )
 from detectors.model import DetectorModel, load_model
-from detectors.rules import Rules
+from detectors.profiles import Profile, group_key, prefix24
+from detectors.rules import RULES, Rule, View
 
 __all__ = ["Detector", "ModelResult", "load_configured_model"]
 
 log = structlog.get_logger("datagate.detectors")
 
 MAX_TRACKED = 100_000  # client IPs / tokens kept before idle ones are dropped
-_IDLE = 3600.0
+_IDLE = 86400.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,16 +50,14 @@ class ModelResult:
         return self.score >= 0.5
 
 
-def load_configured_model(config: DetectionConfig) -> DetectorModel | None:
+def load_configured_model(config: Any) -> DetectorModel | None:
     """The model named in the config; None (with a warning) when none is configured or found."""
     if config.model.path is None:
-        log.warning(
-            "detection_model_missing", detail="no model configured: rules and baselines only"
-        )
+        log.warning("detection_model_missing", detail="no model configured: rules and priors only")
         return None
     path = Path(config.model.path)
     if not path.exists():
-        log.warning("detection_model_missing", path=str(path), detail="rules and baselines only")
+        log.warning("detection_model_missing", path=str(path), detail="rules and priors only")
         return None
     return load_model(path)
 
@@ -70,59 +70,82 @@ def _calibrated(smoothed: float, threshold: float) -> float:
 
 
 class Detector:
-    """Behaviour state for all principals, client IPs and tokens, plus the model queue.
+    """Behaviour state for principals, addresses, ranges, tokens and departments, the rules,
+    and the model queue.
 
-    Per request: `observe(event)` before forwarding returns the rule detections to act on;
-    `record(event, observed=...)` after the response adds the outcome and queues the
-    event's feature vector. Model scoring happens in batches: `score_pending()` scores the
-    queue in one vectorised call, and `run()` (or `start()`/`stop()`) does that every
-    `model.batch_interval_ms` or once `model.batch_size` events are queued, in a worker
-    thread, handing every result to `on_result`.
+    Per request: `observe(event)` before forwarding returns the detections to act on;
+    `record(event, observed=...)` after the response adds the outcome and queues the event's
+    feature vector for the model, scored in batches (`score_pending`, `run`, `start`/`stop`).
+    `learn=True` (training) learns the history as the reference, without drift caps.
     """
 
     def __init__(
         self,
-        config: DetectionConfig,
+        config: Any,
         model: DetectorModel | None = None,
         *,
         on_result: Callable[[ModelResult], None] | None = None,
+        learn: bool = False,
     ) -> None:
-        self.config = config
         self.model = model
         self.on_result = on_result
-        self.calendar = Calendar(config.working_hours)
-        self.rules = Rules(config)
+        self._learn = learn
         self.principals: dict[str, PrincipalState] = {}
         self.ips: dict[str, IpState] = {}
+        self.ranges: dict[str, IpState] = {}
         self.tokens: dict[str, TokenState] = {}
+        self.departments: dict[str, Aggregate] = {}
+        self.addresses: dict[str, Aggregate] = {}
         self._pending: list[tuple[list[float], PrincipalState, AccessEvent]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        default = model.default_hourly if model else [config.default_hourly] * 48
-        self._default_hourly = list(default)
+        self.reconfigure(config)
+        nothing = AccessEvent(0.0, "-", "-", "-", "-")
+        self._last = View(nothing, self.calendar.at(0.0), self.calendar)
 
-    def reconfigure(self, config: DetectionConfig) -> None:
-        """New thresholds, severities and calendar (a config reload); the behaviour state of
-        every principal, IP and token is kept. The model and `enabled` need a restart."""
+    def reconfigure(self, config: Any) -> None:
+        """New thresholds, severities, calendar and learning (a config reload); the state of
+        every principal, address and token is kept. The model and `enabled` need a restart."""
         self.config = config
         self.calendar = Calendar(config.working_hours)
-        self.rules = Rules(config)
-        if self.model is None:
-            self._default_hourly = [config.default_hourly] * 48
+        refresh = float(config.evidence_refresh_s)
+        rules: list[Rule] = [
+            cls(getattr(config, cls.name), refresh)
+            for cls in RULES
+            if getattr(config, cls.name).enabled
+        ]
+        self.observe_rules = [r for r in rules if "observe" in r.phases]
+        self.record_rules = [r for r in rules if "record" in r.phases]
+        settings = config.learning
+        self.learning = Learning(
+            settings.growth, settings.drift_cap, settings.min_days, self._learn
+        )
+        self.prior = config.priors.peaks()
+        self.max_step = config.enumeration.max_step
 
     # -- state ---------------------------------------------------------------------------
 
-    def _principal(self, name: str) -> PrincipalState:
+    def _principal(self, event: AccessEvent) -> PrincipalState:
+        name = event.principal
+        assert name is not None
         state = self.principals.get(name)
         if state is None:
-            known = self.model.baselines.get(name) if self.model else None
-            if known is None:
-                hourly = list(self._default_hourly)
-                known = PrincipalBaseline(hourly, max(hourly), [], [])
-            else:
-                # The state updates its baseline online; keep the loaded model unchanged.
-                known = PrincipalBaseline(list(known.hourly), known.peak, known.ips, known.agents)
-            state = self.principals[name] = PrincipalState(known)
+            model = self.model
+            reference = model.profiles.get(name) if model is not None else None
+            profile = reference.copy() if reference is not None else Profile()
+            if profile.department is None:
+                profile.department = event.department
+            group = None
+            peers = False
+            if model is not None and model.groups:
+                groups = model.groups
+                service = reference.service if reference is not None else False
+                group = groups.get(group_key(profile.department, service))
+                peers = group is not None
+                if group is None:
+                    group = groups.get(group_key(None, service))
+            state = self.principals[name] = PrincipalState(profile, reference, group)
+            state.peers = peers
         return state
 
     def _ip(self, ip: str, ts: float) -> IpState:
@@ -131,6 +154,16 @@ class Detector:
             if len(self.ips) >= MAX_TRACKED:
                 self.ips = {k: v for k, v in self.ips.items() if v.last_ts >= ts - _IDLE}
             state = self.ips[ip] = IpState()
+        state.last_ts = ts
+        return state
+
+    def _range(self, ip: str, ts: float) -> IpState:
+        key = prefix24(ip)
+        state = self.ranges.get(key)
+        if state is None:
+            if len(self.ranges) >= MAX_TRACKED:
+                self.ranges = {k: v for k, v in self.ranges.items() if v.last_ts >= ts - _IDLE}
+            state = self.ranges[key] = IpState(windows=False)
         state.last_ts = ts
         return state
 
@@ -143,54 +176,101 @@ class Detector:
         state.last_ts = ts
         return state
 
+    def _aggregate(self, table: dict[str, Aggregate], key: str, kind: str, ts: float) -> Aggregate:
+        state = table.get(key)
+        if state is None:
+            if len(table) >= MAX_TRACKED:
+                for k in [k for k, v in table.items() if v.last_ts < ts - _IDLE]:
+                    del table[k]
+            reference = None
+            if self.model is not None:
+                reference = self.model.aggregates.get(f"{kind}:{key}")
+            state = table[key] = Aggregate(reference)
+        state.last_ts = ts
+        return state
+
     def forget(self, principal: str) -> None:
         """Start afresh for `principal` (after a SOC reset cleared it): its windows and firing
         rules go, so the evidence the SOC has already judged does not trip it again."""
         self.principals.pop(principal, None)
 
+    def familiar(self, principal: str, client_ip: str) -> bool:
+        """Whether `principal` may use `client_ip` while the address is suspended: it is known
+        there, or it has no known addresses at all to judge by (as novelty is judged). A
+        principal whose history is elsewhere is new to the address and is refused."""
+        state = self.principals.get(principal)
+        if state is not None:
+            return not state.ips or client_ip in state.ips
+        reference = self.model.profiles.get(principal) if self.model is not None else None
+        return reference is None or not reference.ips or client_ip in reference.ips
+
     # -- per request -----------------------------------------------------------------------
+
+    def _view(self, event: AccessEvent) -> View:
+        ts = event.ts
+        local = self.calendar.at(ts)
+        v = View(event, local, self.calendar)
+        ip = v.ip = self._ip(event.client_ip, ts)
+        if ip.range is None:
+            ip.range = self._range(event.client_ip, ts)
+        v.range = ip.range
+        ip.range.last_ts = ts
+        if event.principal is not None:
+            p = v.principal = self._principal(event)
+            if p.day != local.day:
+                p.roll_day(local.day, self.learning, self.prior)
+            # High confidence needs the principal's trained history or its department's
+            # peers; against the whole organisation, the priors or what it taught the
+            # detector itself since, findings only raise incidents.
+            reference = p.reference
+            v.known = p.peers or (
+                reference is not None and reference.days >= self.learning.min_days
+            )
+            v.novelty = p.novelty(event.client_ip, event.user_agent, event.dataset)
+            if event.department is not None:
+                v.department = self.departments.get(event.department)
+            v.address = self.addresses.get(event.client_ip)
+        if event.token_id is not None:
+            v.token = self.tokens.get(event.token_id)
+        return v
 
     def observe(self, event: AccessEvent) -> Assessment:
         """Count a request that is about to be forwarded; return what acts on it now."""
         if not self.config.enabled:
             return Assessment()
+        v = self._last = self._view(event)
         ts = event.ts
-        out: list[Detection] = []
-        ip = self._ip(event.client_ip, ts)
-        ip.windows.advance(ts)
-        ip.windows.add_request(False)
+        ip = v.ip
+        assert ip is not None and v.range is not None
+        ip.windows.advance(ts)  # type: ignore[union-attr]
+        ip.windows.add_request(False)  # type: ignore[union-attr]
+        ip.requests_hour.add(ts)
+        ip.requests_day.add(ts)
+        v.range.requests_hour.add(ts)
+        v.range.requests_day.add(ts)
         ip.samples.append(event.request_id)
-        rules = self.rules
-        if not rules.quiet(ip):
-            rules.frequency("client_ip", event.client_ip, ip, event, out)
-            rules.enumeration("client_ip", event.client_ip, ip, event, out)
-        rules.auth_failures(ip, event, out)
         model_score = 0.0
-        if event.principal is not None:
-            state = self._principal(event.principal)
-            local = self.calendar.at(ts)
-            state.roll_hour(ts, local.slot, self.config.baseline_alpha, self.config.default_hourly)
-            state.observe(
-                ts,
-                event.request_id,
-                event.record_id,
-                event.dataset,
-                self.config.enumeration.max_step,
-            )
-            rules.principal_rules(
-                state,
-                event,
-                local,
-                *state.novelty(event.client_ip, event.user_agent),
-                out,
-            )
-            if self.model is not None and state.model_n >= self.config.model.min_events:
-                model_score = _calibrated(state.model_score, self.model.threshold)
+        p = v.principal
+        if p is not None:
+            p.observe(ts, v.local, event.request_id, event.record_id, event.dataset, self.max_step)
+            day = v.local.day
+            if event.department is not None:
+                v.department = self._aggregate(self.departments, event.department, "department", ts)
+                v.department.add(day, event.principal, event.record_id, self.learning)  # type: ignore[arg-type]
+                v.department.samples.append(event.request_id)
+            v.address = self._aggregate(self.addresses, event.client_ip, "address", ts)
+            v.address.add(day, event.principal, event.record_id, self.learning)  # type: ignore[arg-type]
+            v.address.samples.append(event.request_id)
+            if self.model is not None and p.model_n >= self.config.model.min_events:
+                model_score = _calibrated(p.model_score, self.model.threshold)
         if event.token_id is not None:
-            token = self._token(event.token_id, ts)
+            token = v.token = self._token(event.token_id, ts)
             token.samples.append(event.request_id)
-            rules.token_spread(token, token.seen(ts, event.client_ip), event, out)
-        return self._assess(out, model_score, event)
+            v.token_switches = token.seen(ts, event.client_ip, self.config.token_spread.quick_s)
+        out: list[Detection] = []
+        for rule in self.observe_rules:
+            rule.check(v, out)
+        return self._assess(out, model_score, v)
 
     def record(self, event: AccessEvent, *, observed: bool) -> Assessment:
         """Add a finished request's outcome; `observed=False` for requests refused before
@@ -198,50 +278,73 @@ class Detector:
         if not self.config.enabled:
             return Assessment()
         first = Assessment() if observed else self.observe(event)
+        # Refused before observe: the view observe just built is this event's.
+        v = self._last if not observed and self._last.event is event else self._view(event)
+        v.phase = "record"
         ts = event.ts
-        out: list[Detection] = []
-        ip = self._ip(event.client_ip, ts)
+        ip = v.ip
+        assert ip is not None and ip.windows is not None and v.range is not None
         ip.windows.advance(ts)
         ip.windows.add_result(event.status, event.bytes_out, event.records_out)
         if event.status == 401:
-            self.rules.auth_failures(ip, event, out)
-        if event.status == 404:
-            self.rules.enumeration("client_ip", event.client_ip, ip, event, out)
-        if event.principal is not None:
-            state = self._principal(event.principal)
-            state.windows.advance(ts)
-            state.windows.add_result(event.status, event.bytes_out, event.records_out)
-            self.rules.bulk(state, event, out, response=True)
-            flagged = first.anomalous or state.flagged_hour or any(d.score >= 0.5 for d in out)
-            new_ip, new_agent = state.novelty(event.client_ip, event.user_agent)
-            if not flagged:
-                state.remember(event.client_ip, event.user_agent)
+            ip.fail_hour.add(ts)
+            ip.fail_day.add(ts)
+            v.range.fail_hour.add(ts)
+            v.range.fail_day.add(ts)
+        p = v.principal
+        if p is not None:
+            p.windows.advance(ts)
+            p.result(event.status, event.bytes_out, event.records_out)
+        out: list[Detection] = []
+        for rule in self.record_rules:
+            rule.check(v, out)
+        second = self._assess(out, 0.0, v)
+        if p is not None:
+            flagged = first.anomalous or second.anomalous or p.day_flagged
+            if (self._learn or not flagged) and event.status < 400:
+                p.remember(event.client_ip, event.user_agent, event.dataset)
             if self.model is not None:
-                token = self.tokens.get(event.token_id) if event.token_id else None
-                local = self.calendar.at(ts)
-                vector = feature_vector(ts, local, event.level, state, ip, token, new_ip, new_agent)
-                self._pending.append((vector, state, event))
+                token = v.token
+                vector = feature_vector(
+                    ts,
+                    v.local,
+                    event.level,
+                    p,
+                    ip,
+                    token,
+                    v.novelty,
+                    self.calendar.off_hours(v.local, event.principal, event.department),
+                )
+                self._pending.append((vector, p, event))
                 if len(self._pending) >= self.config.model.batch_size:
                     self._wake.set()
-        second = self._assess(out, 0.0, event)
         if first.detections:
             second.detections[:0] = first.detections
             second.act[:0] = first.act
             second.score = max(second.score, first.score)
         return second
 
-    def _assess(self, out: list[Detection], model_score: float, event: AccessEvent) -> Assessment:
+    def _assess(self, out: list[Detection], model_score: float, v: View) -> Assessment:
         if not out and model_score < 0.5:
             return Assessment(model_score, out, [])
+        event = v.event
+        actor = event.principal if event.principal else f"ip:{event.client_ip}"
         score = model_score
         act_level = self.config.act_severity
         act: list[Detection] = []
         for detection in out:
-            score = max(score, detection.score)
+            # A finding about an address counts for the actor that drove it only.
+            if detection.actor == actor:
+                score = max(score, detection.score)
             if detection.severity >= act_level:
                 act.append(detection)
-        if score >= 0.5 and event.principal is not None:
-            self.principals[event.principal].flagged_hour = True
+        if score >= 0.5:
+            if v.principal is not None:
+                v.principal.day_flagged = True
+            if v.department is not None:
+                v.department.day_flagged = True
+            if v.address is not None:
+                v.address.day_flagged = True
         return Assessment(score, out, act)
 
     # -- model batches ---------------------------------------------------------------------
@@ -274,7 +377,6 @@ class Detector:
             if state.model_n >= settings.min_events:
                 score = _calibrated(state.model_score, threshold)
             if score >= 0.5:
-                state.flagged_hour = True
                 detection = self._model_detection(event, state, vector, value, score)
             results.append(ModelResult(event, value, score, detection))
         return results
@@ -288,10 +390,9 @@ class Detector:
         score: float,
     ) -> Detection:
         assert event.principal is not None and self.model is not None
-        severity = 4 if score >= 0.8 else 3
         return Detection(
             rule="model",
-            severity=severity,
+            severity=self.config.model.severity,
             scope="principal",
             key=event.principal,
             principal=event.principal,
@@ -306,6 +407,8 @@ class Detector:
                 dict(zip(FEATURE_NAMES, (round(v, 4) for v in vector), strict=True)),
                 tuple(state.samples),
             ),
+            actor=event.principal,
+            remediation="Review the evidence with the data owner; the model saw a departure.",
         )
 
     def take_vectors(self) -> tuple[np.ndarray, list[AccessEvent]]:

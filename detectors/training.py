@@ -1,64 +1,61 @@
-"""Offline fitting: baselines from history, the forest, and its threshold on held-out days."""
+"""Offline fitting: profiles and peer groups from history, the forest, and its threshold on
+held-out days."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import zoneinfo
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from detectors.calendar import Calendar
-from detectors.config import DetectionConfig
 from detectors.events import AccessEvent
-from detectors.features import MAX_KNOWN, PrincipalBaseline
 from detectors.model import DetectorModel, FastForest, fit_forest
 from detectors.online import Detector
+from detectors.profiles import Profile, build_groups
 from gateway.errors import ConfigError
 
-__all__ = ["TrainReport", "fit_baselines", "split_holdout", "train"]
+__all__ = ["TrainReport", "fit_profiles", "split_holdout", "train"]
 
 MIN_TRAIN_EVENTS = 50
 
+Progress = Callable[[Iterable[AccessEvent], str], Iterable[AccessEvent]]
 
-def fit_baselines(
-    events: Sequence[AccessEvent], calendar: Calendar
-) -> tuple[dict[str, PrincipalBaseline], list[float]]:
-    """Per-principal mean requests per hour slot (over every hour of the history's span),
-    busy-hour peak, familiar IPs and user agents; plus the median profile for newcomers."""
-    if not events:
-        return {}, [0.0] * 48
-    first = int(min(e.ts for e in events) // 3600)
-    last = int(max(e.ts for e in events) // 3600)
-    slot_hours = [0] * 48
-    for hour in range(first, last + 1):
-        slot_hours[calendar.at(hour * 3600 + 1800).slot] += 1
-    per_hour: dict[str, Counter[int]] = defaultdict(Counter)
-    ips: dict[str, Counter[str]] = defaultdict(Counter)
-    agents: dict[str, Counter[str]] = defaultdict(Counter)
-    for event in events:
-        if event.principal is None:
-            continue
-        per_hour[event.principal][int(event.ts // 3600)] += 1
-        ips[event.principal][event.client_ip] += 1
-        agents[event.principal][event.user_agent] += 1
-    baselines = {}
-    for principal, hours in per_hour.items():
-        sums = [0.0] * 48
-        for hour, count in hours.items():
-            sums[calendar.at(hour * 3600 + 1800).slot] += count
-        hourly = [s / n if n else 0.0 for s, n in zip(sums, slot_hours, strict=True)]
-        peak = float(np.percentile(list(hours.values()), 90))
-        baselines[principal] = PrincipalBaseline(
-            hourly,
-            peak,
-            [ip for ip, _ in ips[principal].most_common(MAX_KNOWN)],
-            [ua for ua, _ in agents[principal].most_common(MAX_KNOWN)],
-        )
-    profiles = np.array([b.hourly for b in baselines.values()]) if baselines else np.zeros((1, 48))
-    return baselines, [float(v) for v in np.median(profiles, axis=0)]
+
+def _quiet(events: Iterable[AccessEvent], what: str) -> Iterable[AccessEvent]:
+    del what
+    return events
+
+
+def fit_profiles(
+    events: Sequence[AccessEvent], config: Any, progress: Progress = _quiet
+) -> DetectorModel:
+    """Learn every principal's profile, the peer groups and the department and address
+    daily peaks by running the history through a learning detector (no drift caps: the
+    history is the reference)."""
+    detector = Detector(config, None, learn=True)
+    for event in progress(events, "profiles"):
+        detector.record(event, observed=False)
+    end = detector.calendar.at(events[-1].ts).day + 1 if events else 0
+    learning, prior = detector.learning, detector.prior
+    for state in detector.principals.values():
+        state.roll_day(end, learning, prior)
+    for table in (detector.departments, detector.addresses):
+        for state in table.values():
+            state.add(end, "", None, learning)
+    profiles: dict[str, Profile] = {k: s.profile for k, s in detector.principals.items()}
+    aggregates = {
+        f"department:{k}": (s.peak_distinct, s.peak_requests)
+        for k, s in detector.departments.items()
+    }
+    aggregates.update(
+        {f"address:{k}": (s.peak_distinct, s.peak_requests) for k, s in detector.addresses.items()}
+    )
+    groups = build_groups(profiles, config.learning.min_days)
+    return DetectorModel(None, 0.5, profiles, groups, aggregates)
 
 
 def split_holdout(
@@ -86,7 +83,7 @@ class TrainReport:
 
 
 def _features(
-    config: DetectionConfig, model: DetectorModel, events: Sequence[AccessEvent]
+    config: Any, model: DetectorModel, events: Iterable[AccessEvent]
 ) -> tuple[Detector, set[str]]:
     """Run events through a detector: it (vectors queued) and the rule-flagged principals."""
     detector = Detector(config, model)
@@ -98,47 +95,44 @@ def _features(
 
 
 def train(
-    events: Sequence[AccessEvent], config: DetectionConfig, *, holdout_days: int, seed: int = 0
+    events: Sequence[AccessEvent],
+    config: Any,
+    *,
+    holdout_days: int,
+    seed: int = 0,
+    progress: Progress = _quiet,
 ) -> tuple[DetectorModel, TrainReport]:
-    """Fit on normal history: baselines, then the forest on the training days, then the
-    threshold on the held-out days (the highest principal score allowed by `actor_fpr`)."""
+    """Fit on normal history: profiles and groups from all of it, the forest on the
+    training days, then the threshold on the held-out days (the highest principal score
+    allowed by `actor_fpr`)."""
     ordered = sorted(events, key=lambda e: e.ts)
-    calendar = Calendar(config.working_hours)
     train_events, held = split_holdout(ordered, config.working_hours.timezone, holdout_days)
     if len(train_events) < MIN_TRAIN_EVENTS:
         raise ConfigError(
             f"history has {len(train_events)} events before the held-out days; "
             f"training needs at least {MIN_TRAIN_EVENTS}"
         )
-    baselines, default = fit_baselines(train_events, calendar)
-    fitting = DetectorModel(None, 0.5, baselines, default)
-    detector, _ = _features(config, fitting, train_events)
+    model = fit_profiles(ordered, config, progress)
+    detector, _ = _features(config, model, progress(train_events, "features"))
     forest = FastForest.from_sklearn(fit_forest(detector.take_vectors()[0], seed=seed))
     calibrate = held or train_events
-    probe = DetectorModel(forest, 0.5, baselines, default)
-    detector, flagged = _features(config, probe, calibrate)
+    probe = dataclasses.replace(model, forest=forest)
+    detector, flagged = _features(config, probe, progress(calibrate, "threshold"))
     matrix, queued = detector.take_vectors()
     peaks = smoothed_peaks(forest.anomaly(matrix), queued, config)
     threshold = calibrate_threshold(peaks, config)
-    all_baselines, all_default = fit_baselines(ordered, calendar)
-    model = DetectorModel(
-        forest,
-        threshold,
-        all_baselines,
-        all_default,
-        info={
-            "train_events": len(train_events),
-            "holdout_events": len(held),
-            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-    )
-    report = TrainReport(len(train_events), len(held), len(all_baselines), threshold, len(flagged))
+    model.forest = forest
+    model.threshold = threshold
+    model.info = {
+        "train_events": len(train_events),
+        "holdout_events": len(held),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    report = TrainReport(len(train_events), len(held), len(model.profiles), threshold, len(flagged))
     return model, report
 
 
-def smoothed_peaks(
-    raw: np.ndarray, events: Sequence[AccessEvent], config: DetectionConfig
-) -> dict[str, float]:
+def smoothed_peaks(raw: np.ndarray, events: Sequence[AccessEvent], config: Any) -> dict[str, float]:
     """Each principal's highest smoothed anomaly, smoothed exactly as the online detector does."""
     settings = config.model
     smoothed: dict[str, float] = {}
@@ -156,7 +150,7 @@ def smoothed_peaks(
     return peaks
 
 
-def calibrate_threshold(peaks: dict[str, float], config: DetectionConfig) -> float:
+def calibrate_threshold(peaks: dict[str, float], config: Any) -> float:
     """The smoothed anomaly that at most `actor_fpr` of held-out principals reach, plus
     `margin` of the remaining distance to 1 (held-out days never show every harmless surprise)."""
     if not peaks:

@@ -244,7 +244,11 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         if self.detector is not None:
             self.breakers.on_reset(self._soc_reset)
-        self.suspension = SuspensionStage(self.breakers, config.breaker)
+        self.suspension = SuspensionStage(
+            self.breakers,
+            config.breaker,
+            self.detector.familiar if self.detector is not None else None,
+        )
         self.forward = ForwardStage(
             upstreams_from(config),
             request_max_bytes=config.server.request_max_bytes,

@@ -22,7 +22,7 @@ from gateway.admin.inputs import (
     text,
 )
 from gateway.breaker.config import SCOPES
-from gateway.breaker.core import BreakerState
+from gateway.breaker.core import BreakerState, check_address
 from gateway.breaker.store import Breakers
 from gateway.errors import StateUnavailable
 
@@ -105,6 +105,11 @@ def _target(body: dict[str, Any]) -> tuple[str, str, str]:
     key = text(body, "key")
     if scope == "pair" and (key.count("|") != 1 or "" in key.split("|")):
         raise BadField("key", f"a pair key is PRINCIPAL|DATASET, got {key!r}")
+    if scope == "address":
+        try:
+            check_address(key)
+        except ValueError as exc:
+            raise BadField("key", str(exc)) from None
     return scope, key, text(body, "note")
 
 

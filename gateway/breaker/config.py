@@ -7,7 +7,10 @@ import dataclasses
 from gateway.configtree import field
 from gateway.errors import ConfigError
 
-SCOPES = ("principal", "department", "dataset", "pair")
+SCOPES = ("principal", "department", "dataset", "pair", "address")
+# What a detection about a principal trips; an address breaker is tripped by findings about
+# the address (it suspends the principals new to the address, not those who share it).
+TRIP_SCOPES = SCOPES[:4]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -24,7 +27,7 @@ class BreakerConfig:
     # A detection with severity_id >= this trips at once (OCSF 1..5).
     trip_severity: int = field(4, min=1, max=5)
     # The scope a detection or an anomaly rate trips.
-    trip_scope: str = field("principal", choices=SCOPES)
+    trip_scope: str = field("principal", choices=TRIP_SCOPES)
     # Anomaly-rate trip: over `anomaly_window` seconds, at least `anomaly_min_requests`
     # requests of which a fraction >= `anomaly_rate` were anomalous.
     anomaly_window: float = field(60.0, min=1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections import deque
 from typing import Any, Literal
 
@@ -36,6 +37,25 @@ def check_target(scope: str, key: str) -> None:
         raise ValueError("key must not be empty")
     if scope == "pair" and (key.count("|") != 1 or "" in key.split("|")):
         raise ValueError(f"a pair key is PRINCIPAL|DATASET, got {key!r}")
+    if scope == "address":
+        check_address(key)
+
+
+def check_address(key: str) -> None:
+    """An address breaker's key: one IP address, or a network (`203.0.113.0/24`)."""
+    try:
+        ipaddress.ip_network(key, strict=True)
+    except ValueError:
+        raise ValueError(f"an address key is an IP address or network, got {key!r}") from None
+
+
+def address_keys(ip: str) -> tuple[str, str]:
+    """The address breakers that cover a client address: itself and its /24 (IPv4) or
+    first three groups (IPv6) range, as the detector names them."""
+    if ":" in ip:
+        return ip, ":".join(ip.split(":")[:3]) + "::/48"
+    head, _, _ = ip.rpartition(".")
+    return ip, f"{head}.0/24"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -99,13 +99,23 @@ class Breakers:
         self._fresh_until = min(self._reload_ok, self._beat_ok) + self.config.stale_after
 
     def check(
-        self, subject: str | None, department: str | None, dataset: str | None
+        self,
+        subject: str | None,
+        department: str | None,
+        dataset: str | None,
+        client_ip: str | None = None,
     ) -> Sequence[BreakerState]:
-        """The non-closed breakers for this caller and dataset; empty in the common case."""
+        """The non-closed breakers for this caller, dataset and client address; empty in the
+        common case."""
         if not self.active:
             return ()
         index = self._index
         hits = []
+        addresses = index["address"]
+        if client_ip and addresses:
+            for key in core.address_keys(client_ip):
+                if (s := addresses.get(key)) is not None:
+                    hits.append(s)
         if subject and (s := index["principal"].get(subject)) is not None:
             hits.append(s)
         if department and (s := index["department"].get(department)) is not None:

@@ -51,6 +51,14 @@ class Responder:
             if detection.severity > worst:
                 worst, ctx.incident_id = detection.severity, incident_id
 
+    def _trips_address(self, detection: DetectionLike) -> bool:
+        """A severe finding about an address acts on the address breaker."""
+        return (
+            getattr(detection, "scope", None) == "address"
+            and detection.severity >= self.config.trip_severity
+            and bool(getattr(detection, "key", ""))
+        )
+
     def _trips(self, detection: DetectionLike) -> bool:
         """Severe enough, and about the principal (or its token)."""
         return detection.severity >= self.config.trip_severity and _about_principal(detection)
@@ -58,11 +66,13 @@ class Responder:
     async def on_outcome(self, ctx: RequestContext, anomalous: bool | None = None) -> None:
         """After the response: settle half-open probes and count the request for the rate rule.
 
-        `anomalous` defaults to "a detection about this principal was made". No await unless
-        this request held a probe or the rate rule fires."""
+        `anomalous` defaults to "a high-confidence detection about this principal was made".
+        No await unless this request held a probe or the rate rule fires."""
         bad = anomalous
         if bad is None:
-            bad = any(_about_principal(d) for d in ctx.detections)
+            # Lower-confidence findings raise incidents only: they must not suspend through
+            # the rate rule either.
+            bad = any(self._trips(d) for d in ctx.detections)
         probes = ctx.extra.pop(PROBES_KEY, None)
         if probes:
             for name in probes:
@@ -154,6 +164,8 @@ class Responder:
         target = self._target(
             detection.principal, getattr(detection, "department", None), detection.dataset
         )
+        if self._trips_address(detection):
+            target, trip = ("address", str(getattr(detection, "key", ""))), True
         if not trip or target is None:
             return incident_id
         scope, key = target

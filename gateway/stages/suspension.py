@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from gateway.breaker.config import BreakerConfig
 from gateway.breaker.core import BreakerState
@@ -22,9 +23,17 @@ class SuspensionStage:
 
     name = "suspension"
 
-    def __init__(self, breakers: Breakers, config: BreakerConfig) -> None:
+    def __init__(
+        self,
+        breakers: Breakers,
+        config: BreakerConfig,
+        familiar: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.breakers = breakers
         self.config = config
+        # Whether a principal is known to use an address: an open address breaker refuses
+        # only principals new to the address (without a detector, every one is new).
+        self.familiar = familiar or (lambda principal, ip: False)
 
     async def __call__(self, ctx: RequestContext) -> None:
         breakers = self.breakers
@@ -37,9 +46,18 @@ class SuspensionStage:
             principal.subject if principal else None,
             principal.department if principal else None,
             ctx.dataset.id if ctx.dataset else None,
+            ctx.client_ip,
         )
         if not hits:
             return
+        if principal is not None:
+            hits = [
+                s
+                for s in hits
+                if s.scope != "address" or not self.familiar(principal.subject, ctx.client_ip)
+            ]
+            if not hits:
+                return
         now = ctx.ts
         blocking = [s for s in hits if s.effective(now) in ("open", "forced_open")]
         if blocking:
@@ -94,4 +112,5 @@ _SCOPE_WORDS = {
     "department": "department",
     "dataset": "dataset",
     "pair": "caller and dataset",
+    "address": "address",
 }

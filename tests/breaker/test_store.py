@@ -181,3 +181,20 @@ async def test_a_redis_outage_makes_the_view_untrusted_until_it_is_back() -> Non
         await view.close()
         await backend.close()
         await server.stop()
+
+
+async def test_an_address_breaker_covers_the_address_and_its_range(
+    pair: tuple[Breakers, Breakers],
+) -> None:
+    one, two = pair
+    await one.trip("address", "203.0.113.7", "auth_failures", "inc-a")
+    await one.trip("address", "198.51.100.0/24", "auth_failures", "inc-b")
+    assert [s.field for s in one.check("bob", "tax", "citizens", "203.0.113.7")] == [
+        "address:203.0.113.7"
+    ]
+    await wait_for(lambda: bool(two.check(None, None, None, "198.51.100.42")))
+    assert two.check(None, None, None, "198.51.100.42")[0].key == "198.51.100.0/24"
+    assert not one.check("bob", "tax", "citizens", "203.0.113.8")
+    assert not one.check("bob", "tax", "citizens")
+    with pytest.raises(ValueError, match="an address key is an IP address or network"):
+        await one.soc_open("address", "not-an-ip", "soc", "n", None, forced=True)

@@ -138,3 +138,17 @@ async def test_untrusted_view_fails_closed(
     finally:
         await view.close()
         await dead.close()
+
+
+async def test_an_open_address_breaker_refuses_only_principals_new_to_the_address(
+    breakers: Breakers, config: BreakerConfig, clock: Clock
+) -> None:
+    await breakers.trip("address", "10.0.0.0/24", "auth_failures: stuffing", "inc-9")
+    stage = SuspensionStage(breakers, config, lambda principal, ip: principal == "alice")
+    await stage(make_ctx("alice", now=clock.now))  # uses the address every day: passes
+    with pytest.raises(GatewayError) as err:
+        await stage(make_ctx("mallory", now=clock.now))
+    assert err.value.code == "sharing_suspended"
+    assert "address" in err.value.message and err.value.extra["incident_id"] == "inc-9"
+    with pytest.raises(GatewayError):  # without a detector nobody is known: fail closed
+        await SuspensionStage(breakers, config)(make_ctx("alice", now=clock.now))

@@ -45,7 +45,7 @@ def test_replay_writes_one_line_per_event_in_order(
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     inputs = [orjson.loads(line) for line in test.read_bytes().splitlines()]
     assert [line["request_id"] for line in lines] == [e["request_id"] for e in inputs]
-    assert set(lines[0]) == {"request_id", "score", "anomalous", "reasons"}
+    assert set(lines[0]) == {"request_id", "score", "anomalous", "reasons", "incident", "suspended"}
     assert any(line["anomalous"] for line in lines)
 
 
@@ -55,7 +55,7 @@ def test_evaluate_prints_the_figures(
     history, test = files
     assert _run("evaluate", "--events", str(test), "--baseline", str(history)) == 0
     out = capsys.readouterr().out
-    for needle in ("credential_stuffing", "actor FPR", "PR-AUC", "median TTD"):
+    for needle in ("credential_stuffing", "FPR", "suspended", "PR-AUC", "median TTD"):
         assert needle in out
     assert _run("evaluate", "--events", str(test)) == 0  # rules only
 

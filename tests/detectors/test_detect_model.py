@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from detectors.features import FEATURE_NAMES, PrincipalBaseline
+from detectors.features import FEATURE_NAMES
 from detectors.model import DetectorModel, FastForest, load_model
+from detectors.profiles import Profile, build_groups
 from gateway.errors import ConfigError
 
 N = len(FEATURE_NAMES)
@@ -41,8 +42,15 @@ def test_fast_scorer_rejects_the_wrong_width() -> None:
 
 def _model() -> DetectorModel:
     forest = IsolationForest(n_estimators=10, random_state=0).fit(_rows(0, 500))
-    baseline = PrincipalBaseline([1.0] * 48, 4.0, ["10.0.0.1"], ["ua"])
-    return DetectorModel(FastForest.from_sklearn(forest), 0.6, {"alice": baseline}, [0.5] * 48)
+    profile = Profile(days=5, span=5, department="stats", ips=["10.0.0.1"], agents=["ua"])
+    profiles = {"alice": profile}
+    return DetectorModel(
+        FastForest.from_sklearn(forest),
+        0.6,
+        profiles,
+        build_groups(profiles, 3),
+        {"department:stats": (10.0, 20.0)},
+    )
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -54,7 +62,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.forest is not None and model.forest is not None
     np.testing.assert_array_equal(loaded.forest.anomaly(rows), model.forest.anomaly(rows))
     assert loaded.threshold == 0.6
-    assert loaded.baselines["alice"].ips == ["10.0.0.1"]
+    assert loaded.profiles["alice"].ips == ["10.0.0.1"]
+    assert loaded.groups["stats/staff"].members == 1
+    assert loaded.aggregates == {"department:stats": (10.0, 20.0)}
 
 
 def _rewrite(path: Path, **changes: object) -> None:
@@ -75,7 +85,7 @@ def test_bad_model_files_are_one_line_errors(tmp_path: Path) -> None:
 
     _model().save(path)
     with np.load(path, allow_pickle=False) as npz:
-        meta = bytes(npz["meta"]).replace(b'"version":1', b'"version":99')
+        meta = bytes(npz["meta"]).replace(b'"version":2', b'"version":99')
     _rewrite(path, meta=np.frombuffer(meta, dtype=np.uint8))
     with pytest.raises(ConfigError, match=r"model format version 99 is not supported"):
         load_model(path)

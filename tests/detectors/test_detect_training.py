@@ -23,12 +23,16 @@ def test_split_holdout_by_local_days(history: list[AccessEvent]) -> None:
     assert held[0].ts - train_part[0].ts > 3 * 86400
 
 
-def test_trained_model_has_baselines_and_a_threshold(trained: DetectorModel) -> None:
+def test_trained_model_has_profiles_groups_and_a_threshold(trained: DetectorModel) -> None:
     assert 0 < trained.threshold < 1
-    assert len(trained.baselines) == 12
-    baseline = trained.baselines["u000"]
-    assert len(baseline.hourly) == 48 and baseline.ips
-    assert max(baseline.hourly[8:19]) > max(baseline.hourly[0:6])
+    assert len(trained.profiles) == 12
+    profile = trained.profiles["u000"]
+    assert profile.days >= 3 and profile.ips and profile.datasets
+    assert max(profile.hour_days[9:17]) > max(profile.hour_days[0:6])
+    assert profile.peaks[0] > 0  # requests_1m
+    staff = [k for k in trained.groups if k.endswith("/staff") and not k.startswith("*")]
+    assert staff and trained.groups["*/staff"].members >= trained.groups[staff[0]].members
+    assert any(k.startswith("department:") for k in trained.aggregates)
 
 
 def test_too_little_history_is_a_clear_error(history: list[AccessEvent]) -> None:
@@ -57,7 +61,7 @@ def test_replay_keeps_input_order_and_finds_the_attacks(
     assert len(quality.scenarios) == 7 and detected >= 6
     assert quality.pr_auc > 0.5
     text = format_quality(quality)
-    assert "burst_scraping" in text and "actor FPR" in text
+    assert "burst_scraping" in text and "incident" in text and "suspended" in text
 
 
 def test_configured_model_loading(tmp_path: Path, trained: DetectorModel) -> None:
@@ -98,7 +102,7 @@ def test_attack_actors_link_principals_and_ips() -> None:
     ]
     flags = [False, True, False, False, False, True]
     scores = [
-        Score(e.request_id, float(f), f, ["why"] if f else [])
+        Score(e.request_id, float(f), f, ["why"] if f else [], incident=f)
         for e, f in zip(events, flags, strict=True)
     ]
     quality = evaluate(events, scores)

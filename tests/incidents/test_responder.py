@@ -123,7 +123,7 @@ async def test_findings_about_a_shared_client_ip_never_trip_its_principals(
     for _ in range(3 * CFG.anomaly_min_requests):
         world.clock.advance(0.5)
         ctx = make_ctx(now=world.clock.now)
-        ctx.detections = [Finding(severity=3)]  # about the principal: this one counts
+        ctx.detections = [Finding(severity=4)]  # about the principal: this one counts
         await world.responder.on_outcome(ctx)
     with pytest.raises(GatewayError) as err:
         await world.stage(make_ctx(now=world.clock.now))
@@ -145,3 +145,36 @@ async def test_a_clean_probe_closes_and_a_bad_probe_reopens(world: World) -> Non
     await world.stage(probe)
     await world.responder.on_outcome(probe, anomalous=False)
     await world.stage(make_ctx(now=world.clock.now))  # closed again
+
+
+async def test_lower_confidence_findings_raise_incidents_but_never_suspend(
+    world: World,
+) -> None:
+    """Issue 12 item 7: below trip_severity a finding raises an incident; however many
+    requests carry it, the anomaly-rate rule does not turn it into a suspension."""
+    for _ in range(3 * CFG.anomaly_min_requests):
+        world.clock.advance(0.5)
+        ctx = make_ctx(now=world.clock.now)
+        ctx.detections = [Finding(severity=3)]
+        await world.responder.on_detections(ctx, ctx.detections)
+        await world.responder.on_outcome(ctx)
+    await world.stage(make_ctx(now=world.clock.now))  # not suspended
+
+
+@dataclasses.dataclass(frozen=True)
+class AddressFinding(Finding):
+    """A severe finding about an address (the detector's auth_failures)."""
+
+    rule: str = "auth_failures"
+    scope: str = "address"
+    key: str = "10.0.0.1"
+    principal: str | None = None
+
+
+async def test_a_severe_address_finding_trips_the_address_not_the_principal(
+    world: World,
+) -> None:
+    ctx = make_ctx(now=world.clock.now)
+    await world.responder.on_detections(ctx, [AddressFinding(severity=4)])
+    states = {s.field: s.state for s in await world.responder.breakers.list_all()}
+    assert states == {"address:10.0.0.1": "open"}
