@@ -57,11 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.set_defaults(handler=cmd_evaluate)
 
     gen = sub.add_parser("generate", help="write labelled scenario data (history + test days)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the scenarios (0)")
     gen.add_argument("--out", required=True, type=Path, help="directory for history/test.jsonl")
-    gen.add_argument("--principals", type=int, default=60)
-    gen.add_argument("--history-days", type=int, default=13)
-    gen.add_argument("--test-days", type=int, default=5)
+    gen.add_argument("--principals", type=int, default=60, help="principals to simulate (60)")
+    gen.add_argument("--history-days", type=int, default=13, help="days of history (13)")
+    gen.add_argument("--test-days", type=int, default=5, help="days of test data (5)")
     gen.set_defaults(handler=cmd_generate)
 
     qual = sub.add_parser(
@@ -69,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the full evaluation: per seed, generate, train on 10 days, "
         "calibrate on 3, test on 5 days with attacks",
     )
-    qual.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    qual.add_argument("--principals", type=int, default=60)
+    qual.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="scenario seeds (0 1 2 3 4)"
+    )
+    qual.add_argument("--principals", type=int, default=60, help="principals to simulate (60)")
     qual.add_argument("--config", type=Path, help="YAML file whose `detection:` key is used")
     qual.add_argument(
         "--rules-only", action="store_true", help="score with rules and baselines, no forest"
