@@ -323,19 +323,24 @@ def blame_environment(exc: ConfigError, applied: typing.Mapping[str, str]) -> Co
 REDACTED = "<redacted>"
 
 
-def to_data(obj: Any) -> Any:
+def to_data(obj: Any, public: typing.Collection[str] = ()) -> Any:
     """A built config tree as plain YAML/JSON data that `build` reads back, with every secret
     redacted: an inline secret as `<redacted>`, a `{file: ...}` or `{env: ...}` one as that
-    reference (a path or a variable name is not the secret), and a URL's password."""
+    reference (a path or a variable name is not the secret), and a URL's password. Secrets
+    whose value is in `public` (the demo's published keys) are shown as they are."""
     if isinstance(obj, Secret):
         kind, _, ref = obj.source.partition(" ")
-        return {kind: ref} if kind in ("file", "env") and ref else REDACTED
+        if kind in ("file", "env") and ref:
+            return {kind: ref}
+        return obj.reveal() if obj.reveal() in public else REDACTED
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        return {
+            f.name: to_data(getattr(obj, f.name), public) for f in dataclasses.fields(obj) if f.init
+        }
     if isinstance(obj, dict):
-        return {k: to_data(v) for k, v in obj.items()}
+        return {k: to_data(v, public) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_data(v) for v in obj]
+        return [to_data(v, public) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, str):
@@ -425,8 +430,9 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 
 def _nonempty(tp: Any) -> dict[str, Any]:
-    inner = [a for a in get_args(tp) if a is not type(None)] or [tp]
-    origin = get_origin(inner[0]) or inner[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    origin = get_origin(tp) or tp
     if origin is str:
         return {"minLength": 1}
     if origin in (list, tuple):

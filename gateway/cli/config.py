@@ -99,7 +99,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             yaml.safe_dump(data, sys.stdout, sort_keys=False, allow_unicode=True)
         return EXIT_OK
-    checks = asyncio.run(preflight(config, offline=args.offline))
+    from gateway import logs
+
+    # As `run` logs: JSON lines on stderr, so stdout holds only the report.
+    logs.configure(config.logging.level)
+    try:
+        checks = asyncio.run(preflight(config, offline=args.offline))
+    finally:
+        logs.flush()
     report = {"config": str(args.config), "ok": True, "checks": checks}
     emit(
         args,
@@ -158,8 +165,13 @@ async def preflight(config: Config, *, offline: bool = False) -> list[dict[str, 
 def _detection(config: Config, gateway: Any) -> str:
     if gateway.detector is None:
         return "off"
-    model = config.detection.model.path
-    return f"on, model {model} loads" if model else "on, rules and baselines only (no model)"
+    path = config.detection.model.path
+    if gateway.detector.model is not None:
+        return f"on, model {path} loads"
+    if path:
+        # `run` starts like this too (with the same warning): say it where it is read.
+        return f"on, rules and baselines only: the model {path} is MISSING"
+    return "on, rules and baselines only (no model configured)"
 
 
 async def _identity(config: Config, gateway: Any, offline: bool) -> str:
@@ -191,12 +203,11 @@ def _files(config: Config) -> str:
     """The data dir and everything written under it can be created and written."""
     written = [("data_dir", config.data_dir, True)]
     audit = config.audit
+    signs = audit.enabled and audit.checkpoints is not None and audit.signing_key is not None
     if audit.enabled:
         written.append(("audit.path", audit.path, False))
         if audit.checkpoints is not None:
             written.append(("audit.checkpoints", audit.checkpoints, False))
-            if audit.signing_key is not None:
-                _signing_key(audit.signing_key, audit.generate_key)
     incidents = config.incidents
     if incidents.file is not None:
         written.append(("incidents.file.path", incidents.file.path, False))
@@ -204,6 +215,9 @@ def _files(config: Config) -> str:
         written.append(("incidents.webhook.spool", incidents.webhook.spool, True))
     for key, path, is_dir in written:
         _writable(key, path, is_dir)
+    if signs:
+        assert audit.signing_key is not None
+        _signing_key(audit.signing_key, audit.generate_key)
     return "writable: " + ", ".join(str(path) for _, path, _ in written)
 
 
