@@ -20,7 +20,7 @@ from gateway.access.events import event_sinks
 from gateway.access.http import ConsumerAPI
 from gateway.access.service import AccessRequests
 from gateway.admin import dashboard
-from gateway.admin.app import admin_app
+from gateway.admin.app import admin_app, health_app
 from gateway.admin.stats import DashboardStats
 from gateway.audit.writer import AuditWriter
 from gateway.breaker import admin as breaker_admin
@@ -537,6 +537,11 @@ class Gateway:
                 listener_context(admin.tls, "admin.tls") if admin.tls else None,
             ),
         ]
+        if self.config.health is not None:
+            health = self.config.health
+            self.listeners.append(
+                Listener("health", health_app(self.readiness), health.host, health.port)
+            )
         for listener in self.listeners:
             await start_listener(
                 listener,
@@ -549,7 +554,7 @@ class Gateway:
         self.log.info("started", urls=self.urls(), policy_version=self.policy.current.version)
 
     def urls(self) -> tuple[str, str]:
-        data, admin = self.listeners
+        data, admin = self.listeners[:2]
         host = lambda h: "127.0.0.1" if h in ("0.0.0.0", "::", "") else h  # noqa: E731
         return (
             f"{data.scheme}://{host(data.host)}:{data.bound_port}",

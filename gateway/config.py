@@ -64,6 +64,15 @@ class AdminConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """A listener with /healthz and /readyz only, for a Kubernetes or load-balancer probe: it
+    can face the network while the admin listener (the SOC API) stays on loopback."""
+
+    host: str = "0.0.0.0"
+    port: int = field(9091, min=0, max=65535)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     url: str = field(nonempty=True)
     connect_timeout: float = field(2.0, min=0.01)
@@ -92,6 +101,8 @@ class Config:
     upstreams: dict[str, UpstreamConfig] = field({}, nonempty=True)
     server: ServerConfig = field(ServerConfig())
     admin: AdminConfig = field(AdminConfig())
+    # Off (null) by default: the admin listener serves /healthz and /readyz as well.
+    health: HealthConfig | None = None
     state: StateConfig = field(StateConfig())
     logging: LoggingConfig = field(LoggingConfig())
     policy: PolicyConfig = field(PolicyConfig())

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -20,7 +21,16 @@ from gateway.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Secret", "blame_environment", "build", "check", "env_overrides", "field"]
+__all__ = [
+    "Secret",
+    "blame_environment",
+    "build",
+    "check",
+    "env_overrides",
+    "field",
+    "json_schema",
+    "to_data",
+]
 
 
 class Secret:
@@ -306,3 +316,178 @@ def blame_environment(exc: ConfigError, applied: typing.Mapping[str, str]) -> Co
         if key == where or key.startswith((where + ".", where + "[")):
             return ConfigError(f"{message} (set by {name})")
     return exc
+
+
+# --- the tree as data: `datagate config print` ------------------------------------------------
+
+REDACTED = "<redacted>"
+
+
+def to_data(obj: Any, public: typing.Collection[str] = ()) -> Any:
+    """A built config tree as plain YAML/JSON data that `build` reads back, with every secret
+    redacted: an inline secret as `<redacted>`, a `{file: ...}` or `{env: ...}` one as that
+    reference (a path or a variable name is not the secret), and a URL's password. Secrets
+    whose value is in `public` (the demo's published keys) are shown as they are."""
+    if isinstance(obj, Secret):
+        kind, _, ref = obj.source.partition(" ")
+        if kind in ("file", "env") and ref:
+            return {kind: ref}
+        return obj.reveal() if obj.reveal() in public else REDACTED
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: to_data(getattr(obj, f.name), public) for f in dataclasses.fields(obj) if f.init
+        }
+    if isinstance(obj, dict):
+        return {k: to_data(v, public) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_data(v, public) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, str):
+        return _without_password(obj)
+    return obj
+
+
+def _without_password(text: str) -> str:
+    """`scheme://user:password@host/...` with the password redacted (a Redis or webhook URL)."""
+    if "://" not in text or "@" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return text
+    if not password:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+# --- the tree as a JSON Schema: editors and `datagate config schema` ---------------------------
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def json_schema(cls: type, *, title: str = "", schema_id: str = "") -> dict[str, Any]:
+    """The JSON Schema (2020-12) of what `build(cls, ...)` accepts: types, required keys,
+    defaults, `min`/`max`/`choices`/`nonempty`, and no unknown keys. Checks across fields (a
+    dataclass's `validate`) are not expressible here: `datagate config check` makes them."""
+    defs: dict[str, Any] = {}
+    root = _object_schema(cls, defs)
+    head: dict[str, Any] = {"$schema": SCHEMA_DIALECT}
+    if schema_id:
+        head["$id"] = schema_id
+    if title:
+        head["title"] = title
+    return {**head, **root, "$defs": dict(sorted(defs.items()))}
+
+
+def _object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        prop = _type_schema(hints[f.name], defs)
+        meta = f.metadata
+        if meta.get("doc"):
+            prop = {"description": meta["doc"], **prop}
+        for key, word in (("min", "minimum"), ("max", "maximum")):
+            if key in meta:
+                prop[word] = meta[key]
+        if "choices" in meta:
+            prop["enum"] = list(meta["choices"])
+        if meta.get("nonempty"):
+            prop.update(_nonempty(hints[f.name]))
+        default = _default(f)
+        if default is not dataclasses.MISSING:
+            prop["default"] = default
+        properties[f.name] = prop
+        if _required(f):
+            required.append(f.name)
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = False
+    doc = (cls.__doc__ or "").strip()
+    if doc and not doc.startswith(f"{cls.__name__}("):  # not the dataclass's generated one
+        schema = {"description": " ".join(doc.split()), **schema}
+    return schema
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return dataclasses.MISSING
+    if _required(f):
+        return dataclasses.MISSING
+    return to_data(value)
+
+
+def _nonempty(tp: Any) -> dict[str, Any]:
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    origin = get_origin(tp) or tp
+    if origin is str:
+        return {"minLength": 1}
+    if origin in (list, tuple):
+        return {"minItems": 1}
+    if origin is dict:
+        return {"minProperties": 1}
+    return {}
+
+
+_SECRET_SCHEMA = {
+    "description": "a secret: the value itself, {file: PATH} or {env: NAME}",
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "properties": {"file": {"type": "string", "minLength": 1}},
+            "required": ["file"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {"env": {"type": "string", "minLength": 1}},
+            "required": ["env"],
+            "additionalProperties": False,
+        },
+    ],
+}
+
+
+def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    origin = get_origin(tp)
+    if tp is Any:
+        return {}
+    if tp is Secret:
+        return dict(_SECRET_SCHEMA)
+    if tp is type(None):
+        return {"type": "null"}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [_type_schema(a, defs) for a in get_args(tp)]}
+    if origin is Literal:
+        return {"enum": list(get_args(tp))}
+    if dataclasses.is_dataclass(tp):
+        name = tp.__name__
+        if name not in defs:
+            defs[name] = {}  # a placeholder first: a tree that refers to itself terminates
+            defs[name] = _object_schema(tp, defs)
+        return {"$ref": f"#/$defs/{name}"}
+    if origin in (list, tuple):
+        return {"type": "array", "items": _type_schema(get_args(tp)[0], defs)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(get_args(tp)[1], defs)}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
+    if tp in simple:
+        schema: dict[str, Any] = {"type": simple[tp]}
+        if tp is Path:
+            schema["minLength"] = 1
+        return schema
+    raise TypeError(f"no JSON Schema for config type {_type_name(tp)}")

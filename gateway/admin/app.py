@@ -1,4 +1,5 @@
-"""The admin/SOC listener's app: open health/readiness/metrics, role-checked SOC API."""
+"""The admin/SOC listener's app: open health/readiness/metrics, role-checked SOC API; and the
+probe-only app of the optional health listener."""
 
 from __future__ import annotations
 
@@ -144,12 +145,45 @@ def admin_app(
         return web.Response(body=description, content_type="application/json")
 
     app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_routes(probe_routes(readiness))
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/openapi.json", openapi)
     for table in route_tables:
         app.router.add_routes(table)
+    return app
+
+
+def probe_routes(readiness: Callable[[], dict[str, Any]]) -> web.RouteTableDef:
+    """`/healthz` (the process answers) and `/readyz` (200 when ready, else 503)."""
+    routes = web.RouteTableDef()
+
+    @routes.get("/healthz")
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    @routes.get("/readyz")
+    async def readyz(_: web.Request) -> web.Response:
+        state = readiness()
+        return json_response(state, 200 if state.get("ready") else 503)
+
+    return routes
+
+
+def health_app(readiness: Callable[[], dict[str, Any]]) -> web.Application:
+    """The health listener: the probes and nothing else (no SOC API, metrics or dashboard), so
+    it can be bound where a kubelet or load balancer reaches it. Small bodies only."""
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_error(request, exc)
+
+    app = web.Application(middlewares=[refusals], client_max_size=1024)
+    app.router.add_routes(probe_routes(readiness))
     return app
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gateway.cli.breakers",
     "gateway.cli.audit",
     "gateway.cli.detect",
+    "gateway.cli.config",
     "gateway.cli.completion",
     "gateway.cli.access",
     "gateway.cli.report",

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.breaker.config import SCOPES
 from gateway.cli.adminclient import add_admin_args, admin_request, duration
+from gateway.cli.output import add_output_arg, emit, table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     ls = sub.add_parser("list", help="breakers that are not closed (--all: every breaker)")
     ls.add_argument("--all", action="store_true", help="include closed breakers")
+    add_output_arg(ls)
 
     opener = sub.add_parser("open", help="suspend sharing for a scope")
     reset = sub.add_parser("reset", help="lift a suspension (a note is required)")
@@ -42,6 +44,17 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
+BREAKER_COLUMNS = (
+    ("breaker", "BREAKER"),
+    ("effective", "STATE"),
+    ("until", "UNTIL"),
+    ("trips", "TRIPS"),
+    ("by", "BY"),
+    ("incident_id", "INCIDENT"),
+    ("note", "NOTE"),
+)
+
+
 def line(b: dict[str, Any]) -> str:
     incident = f"  incident {b['incident_id']}" if b.get("incident_id") else ""
     note = f"  ({b['note']})" if b.get("note") else ""
@@ -54,13 +67,14 @@ def line(b: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run `datagate breakers SUBCOMMAND` against the admin API."""
     if args.breakers_command == "list":
-        breakers = admin_request(args, "GET", "/breakers" + ("?all=1" if args.all else ""))[
-            "breakers"
+        listed = admin_request(args, "GET", "/breakers" + ("?all=1" if args.all else ""))
+        breakers = listed["breakers"]
+        rows = [
+            {**b, "breaker": f"{b['scope']}:{b['key']}", "until": _when(b.get("until"))}
+            for b in breakers
         ]
-        for b in breakers:
-            print(line(b))
-        if not breakers:
-            print("no breakers open")
+        empty = ["no breakers" if args.all else "no breakers open"]
+        emit(args, listed, lambda: table(rows, BREAKER_COLUMNS) if breakers else empty)
         return 0
     body: dict[str, Any] = {"scope": args.scope, "key": args.key, "note": args.note}
     if args.breakers_command == "reset":

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.set_defaults(handler=cmd_evaluate)
 
     gen = sub.add_parser("generate", help="write labelled scenario data (history + test days)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the scenarios (0)")
     gen.add_argument("--out", required=True, type=Path, help="directory for history/test.jsonl")
     gen.add_argument(
         "--generator",
@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the full evaluation: per seed, generate, train on 10 days, "
         "calibrate on 3, test on 5 days with attacks",
     )
-    qual.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    qual.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="scenario seeds (0 1 2)"
+    )
     qual.add_argument(
         "--generator",
         action="append",

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from gateway.cli.adminclient import add_admin_args, admin_request, duration
+from gateway.cli.output import add_output_arg, emit, table
 from gateway.policy.rules import ACTIONS
 
 
@@ -18,12 +19,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ls = sub.add_parser("list", help="list grants (active and pending; --all adds expired)")
     ls.add_argument("--dataset", help="only grants on this dataset")
     ls.add_argument("--all", action="store_true", help="include expired grants")
+    add_output_arg(ls)
 
     add = sub.add_parser("add", help="grant a principal or department temporary access")
     who = add.add_mutually_exclusive_group(required=True)
     who.add_argument("--principal", help="principal subject")
     who.add_argument("--department", help="department")
-    add.add_argument("--dataset", required=True)
+    add.add_argument("--dataset", required=True, help="the dataset id the grant is on")
     add.add_argument(
         "--actions", default="read,list", help=f"comma-separated: {', '.join(ACTIONS)}"
     )
@@ -43,10 +45,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.set_defaults(handler=run)
 
 
+GRANT_COLUMNS = (
+    ("id", "ID"),
+    ("state", "STATE"),
+    ("who", "WHO"),
+    ("dataset", "DATASET"),
+    ("actions", "ACTIONS"),
+    ("purpose", "PURPOSE"),
+    ("not_before", "FROM"),
+    ("expires_at", "UNTIL"),
+    ("granted_by", "BY"),
+    ("reason", "REASON"),
+)
+
+
+def _who(g: dict[str, Any]) -> str:
+    return f"principal {g['principal']}" if g.get("principal") else f"department {g['department']}"
+
+
 def _line(g: dict[str, Any]) -> str:
-    who = f"principal {g['principal']}" if g.get("principal") else f"department {g['department']}"
     return (
-        f"{g['id']}  {g['state']:<7}  {who}  {g['dataset']}  {','.join(g['actions'])}  "
+        f"{g['id']}  {g['state']:<7}  {_who(g)}  {g['dataset']}  {','.join(g['actions'])}  "
         f"purpose {g['purpose']}  {g['not_before']} .. {g['expires_at']}  by {g['granted_by']}"
         f"  ({g['reason']})"
     )
@@ -58,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
         query = {"dataset": args.dataset, "all": "1" if args.all else None}
         params = urlencode({k: v for k, v in query.items() if v})
         path = "/grants" + (f"?{params}" if params else "")
-        grants = admin_request(args, "GET", path)["grants"]
-        for g in grants:
-            print(_line(g))
-        if not grants:
-            print("no grants")
+        listed = admin_request(args, "GET", path)
+        grants = listed["grants"]
+        rows = [{**g, "who": _who(g)} for g in grants]
+        emit(args, listed, lambda: table(rows, GRANT_COLUMNS) if grants else ["no grants"])
         return 0
     if args.grants_command == "add":
         body: dict[str, Any] = {

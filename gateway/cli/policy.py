@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.cli.adminclient import CLIError
+from gateway.cli.output import EXIT_NEGATIVE, EXIT_OK, add_output_arg, emit
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
 from gateway.identity.purpose import declared_purpose
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     explain.add_argument("--path", required=True, help="request path, e.g. /api/population/x")
     explain.add_argument("--method", default="GET", help="HTTP method (default GET)")
     explain.add_argument("--time", help="ISO 8601 time of the request (default now)")
+    add_output_arg(explain)
 
     test = sub.add_parser("test", help="run YAML policy test cases")
     _source_args(test)
@@ -194,26 +196,58 @@ def _explain(args: argparse.Namespace, load_config: LoadConfig) -> int:
         bundle, principal, purpose, dataset, action, ts, grants, cfg.tz, cfg.monitor
     ).decision
     enforced = "allow" if decision.allowed else "deny"
-    print(
-        f"decision: {decision.effect}"
-        + (" (monitor mode: not enforced)" if decision.monitor else "")
+    masked = (
+        [f for f in dataset.fields if f.level > decision.mask_clearance] if decision.allowed else []
     )
-    print(f"enforced: {enforced}")
-    print(f"reason:   {decision.reason}")
-    print(f"rule:     {f'{decision.rule.where}  {decision.rule.text}' if decision.rule else '-'}")
-    print(f"grant:    {decision.grant_id or '-'} ({len(grants)} grant(s) on {dataset.id} checked)")
-    cert = f", certificate {principal.cert_subject}" if principal.cert_subject else ""
-    print(
-        f"request:  {principal.subject} ({principal.department}, clearance "
-        f"{principal.clearance}{cert}) {action} {dataset.id} (level {dataset.level}, "
-        f"{dataset.sharing}), purpose {purpose or '-'}"
-    )
-    print(f"policy:   {bundle.version} ({cfg.dir})")
-    if decision.allowed:
-        masked = [f for f in dataset.fields if f.level > decision.mask_clearance]
-        listed = ", ".join(f"{f.name} (level {f.level}, {f.strategy})" for f in masked)
-        print(f"masked:   {listed or 'none'}")
-    return 0
+    answer = {
+        "decision": decision.effect,
+        "monitor": decision.monitor,
+        "enforced": enforced,
+        "reason": decision.reason,
+        "rule": {"where": decision.rule.where, "text": decision.rule.text}
+        if decision.rule
+        else None,
+        "grant": decision.grant_id,
+        "grants_checked": len(grants),
+        "principal": {
+            "subject": principal.subject,
+            "department": principal.department,
+            "clearance": principal.clearance,
+            "cert_subject": principal.cert_subject,
+        },
+        "action": action,
+        "dataset": {"id": dataset.id, "level": dataset.level, "sharing": dataset.sharing},
+        "purpose": purpose,
+        "policy": {"version": bundle.version, "dir": str(cfg.dir)},
+        "masked": [{"field": f.name, "level": f.level, "strategy": f.strategy} for f in masked]
+        if decision.allowed
+        else None,
+    }
+
+    def lines() -> list[str]:
+        cert = f", certificate {principal.cert_subject}" if principal.cert_subject else ""
+        rule = f"{decision.rule.where}  {decision.rule.text}" if decision.rule else "-"
+        out = [
+            f"decision: {decision.effect}"
+            + (" (monitor mode: not enforced)" if decision.monitor else ""),
+            f"enforced: {enforced}",
+            f"reason:   {decision.reason}",
+            f"rule:     {rule}",
+            f"grant:    {decision.grant_id or '-'} ({len(grants)} grant(s) on {dataset.id} "
+            "checked)",
+            f"request:  {principal.subject} ({principal.department}, clearance "
+            f"{principal.clearance}{cert}) {action} {dataset.id} (level {dataset.level}, "
+            f"{dataset.sharing}), purpose {purpose or '-'}",
+            f"policy:   {bundle.version} ({cfg.dir})",
+        ]
+        if decision.allowed:
+            listed = ", ".join(f"{f.name} (level {f.level}, {f.strategy})" for f in masked)
+            out.append(f"masked:   {listed or 'none'}")
+        return out
+
+    emit(args, answer, lines)
+    # A deny the gateway would enforce is a negative answer (exit 1), like a failed test.
+    return EXIT_OK if decision.allowed else EXIT_NEGATIVE
 
 
 async def _live_grants(config: Any, dataset: str) -> list[Grant]:

@@ -9,11 +9,15 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from gateway.config import Config, load_config, parse_config
+from gateway.configtree import to_data
 from gateway.errors import ConfigError
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,9 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--state", default="memory", help="'memory' or a redis:// URL")
     demo.add_argument(
-        "--print-config", action="store_true", help="print the demo's whole config as YAML"
+        "--print-config",
+        action="store_true",
+        help="print the demo's whole config as YAML (every section, with DATAGATE_* "
+        "environment overrides applied) and exit",
     )
-    demo.add_argument("--config", type=Path, help="run the demo with an edited copy of its config")
+    demo.add_argument(
+        "--config",
+        type=Path,
+        help="run the demo with an edited copy of its config; the sample data API listens "
+        "where upstreams.demo.url says (http on loopback), and is not started otherwise",
+    )
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -78,15 +90,49 @@ def demo_config_data(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo.config import demo_config_path
 
-    if args.print_config:
-        yaml.safe_dump(demo_config_data(args), sys.stdout, sort_keys=False, allow_unicode=True)
-        return 0
     if args.config is not None:
         config = load_config(args.config)
+        sample_api = sample_api_address(config)
     else:
         config = parse_config(demo_config_data(args), base_dir=demo_config_path().parent)
-    asyncio.run(_serve(config, config_path=args.config, demo_upstream_port=args.upstream_port))
+        sample_api = ("127.0.0.1", args.upstream_port)
+    if args.print_config:
+        data = to_data(config, public=_published(demo_config_path()))
+        yaml.safe_dump(data, sys.stdout, sort_keys=False, allow_unicode=True)
+        return 0
+    asyncio.run(_serve(config, config_path=args.config, sample_api=sample_api, banner=True))
     return 0
+
+
+def sample_api_address(config: Config) -> tuple[str, int] | None:
+    """Where the demo's sample data API listens: the host and port of `upstreams.demo.url`
+    when it is plain http on loopback; None (not started) when the demo is pointed elsewhere."""
+    upstream = config.upstreams.get("demo")
+    if upstream is None:
+        return None
+    url = urlsplit(upstream.url)
+    if url.scheme != "http" or url.hostname not in LOOPBACK_HOSTS:
+        return None
+    return url.hostname, url.port or 80
+
+
+def _published(path: Path) -> frozenset[str]:
+    """Every string in the bundled demo config: its keys are public (and say so), so printing
+    them redacted would only make the printed config unusable."""
+    strings: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            strings.add(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return frozenset(strings)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -108,7 +154,8 @@ async def _serve(
     config: Config,
     *,
     config_path: Path | None = None,
-    demo_upstream_port: int | None = None,
+    sample_api: tuple[str, int] | None = None,
+    banner: bool = False,
     reuse_port: bool = False,
     worker: int | None = None,
     metrics_peers: Path | None = None,
@@ -118,17 +165,17 @@ async def _serve(
 
     logs.configure(config.logging.level, fmt=config.logging.format)
     upstream = None
-    if demo_upstream_port is not None:
+    if sample_api is not None:
         from gateway.demo.upstream import start_upstream
 
+        host, port = sample_api
         try:
-            upstream = await start_upstream("127.0.0.1", demo_upstream_port)
+            upstream = await start_upstream(host, port)
         except OSError as exc:
             from gateway.app import ListenError
 
             raise ListenError(
-                f"cannot listen on 127.0.0.1:{demo_upstream_port} for the sample data API: "
-                f"{exc.strerror or exc}"
+                f"cannot listen on {host}:{port} for the sample data API: {exc.strerror or exc}"
             ) from None
     gateway = Gateway(config, worker=worker, metrics_peers=metrics_peers)
     stopped = asyncio.Event()
@@ -150,8 +197,8 @@ async def _serve(
         # frozen, full garbage collections skip it, which keeps their pauses well under a
         # millisecond instead of tens (they stop every request in flight).
         gc.freeze()
-        if demo_upstream_port is not None:
-            _print_demo_banner(gateway, demo_upstream_port)
+        if banner:
+            _print_demo_banner(gateway, sample_api)
         await stopped.wait()
     finally:
         if reloads:
@@ -161,13 +208,20 @@ async def _serve(
             await upstream.cleanup()
 
 
-def _print_demo_banner(gateway: Any, upstream_port: int) -> None:
+def _print_demo_banner(gateway: Any, sample_api: tuple[str, int] | None) -> None:
     data, admin = gateway.urls()
+    if sample_api is not None:
+        host, port = sample_api
+        where = f"[{host}]" if ":" in host else host
+        upstream = f"  sample upstream (direct, for comparison): http://{where}:{port}"
+    else:
+        named = ", ".join(f"{n} {u.url}" for n, u in gateway.config.upstreams.items())
+        upstream = f"  upstreams (from the config; no sample API started): {named}"
     lines = [
         "DataGate demo is running.",
         f"  data API (through the gateway): {data}/api/population/persons",
         f"  admin/SOC listener and dashboard: {admin}/",
-        f"  sample upstream (direct, for comparison): http://127.0.0.1:{upstream_port}",
+        upstream,
         "Get a token and call the gateway:",
         "  TOKEN=$(datagate token --sub alice --dept market-regulation --clearance 1)",
         f'  curl -H "Authorization: Bearer $TOKEN" {data}/api/enterprise/companies/1',

@@ -118,11 +118,11 @@ async def test_verify_rejects_a_forged_checkpoint_and_bad_arguments(
     pub = str(public_path(tmp_path / "key.pem"))
     assert verify_cli(tmp_path, "--checkpoints", str(cps), "--public-key", pub) == 1
     assert "checkpoints line 1: bad signature" in capsys.readouterr().err
-    assert verify_cli(tmp_path, "--public-key", pub) == 1
+    assert verify_cli(tmp_path, "--public-key", pub) == 2
     assert "--public-key needs --checkpoints FILE" in capsys.readouterr().err
-    assert verify_cli(tmp_path, "--checkpoints", str(cps), "--public-key", str(cps)) == 1
+    assert verify_cli(tmp_path, "--checkpoints", str(cps), "--public-key", str(cps)) == 2
     assert "is not a PEM Ed25519 key" in capsys.readouterr().err
-    assert main(["audit", "verify", str(tmp_path / "missing.jsonl")]) == 1
+    assert main(["audit", "verify", str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 

@@ -71,7 +71,7 @@ def test_a_port_already_in_use(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         path = write_config(tmp_path, server={"host": "127.0.0.1", "port": port})
-        one_line_error(run("run", "--config", str(path)), 1, f"cannot listen on 127.0.0.1:{port}")
+        one_line_error(run("run", "--config", str(path)), 2, f"cannot listen on 127.0.0.1:{port}")
 
 
 def test_token_refuses_a_config_without_a_signing_key(tmp_path: Path) -> None:

@@ -259,6 +259,8 @@ async def test_cli_commands_drive_the_api(soc: Soc, capsys: pytest.CaptureFixtur
     assert await cli("incidents", "list", "--status", "new") == 0
     assert uid in capsys.readouterr().out
     assert await cli("incidents", "show", uid) == 0
+    assert f"ID           {uid}\n" in capsys.readouterr().out
+    assert await cli("incidents", "show", uid, "-o", "json") == 0
     assert '"class_uid": 2004' in capsys.readouterr().out
     assert await cli("incidents", "ack", uid, "--note", "mine") == 0
     assert await cli("incidents", "resolve", uid, "--note", "done") == 0
@@ -270,7 +272,7 @@ async def test_cli_commands_drive_the_api(soc: Soc, capsys: pytest.CaptureFixtur
     assert "principal:alice  forced_open" in out and "dataset:medical  open" in out
     assert await cli("breakers", "reset", "principal", "alice", "--note", "ok") == 0
     assert "reset principal:alice  closed" in capsys.readouterr().out
-    assert await cli("breakers", "open", "principal", "x", "--note", "n", "--for", "soon") == 1
+    assert await cli("breakers", "open", "principal", "x", "--note", "n", "--for", "soon") == 2
     assert "--for: expected a positive number" in capsys.readouterr().err
     assert await cli("incidents", "resolve", uid, "--note", "again") == 1
     assert "conflict: incident is already resolved" in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_explain_with_a_certificate_subject(
     assert "decision: allow\n" in out and "reason:   policy_allow\n" in out
     assert f"{cert_policy / 'policy.csv'}:27  {ROW.strip()}" in out
     assert f"(taxation, clearance 2, certificate {SUBJECT}) export enterprise" in out
-    assert _policy(*args) == 0
+    assert _policy(*args) == 1  # a deny is a negative answer
     assert "reason:   default_deny\n" in capsys.readouterr().out
 
 

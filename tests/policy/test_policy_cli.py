@@ -127,7 +127,7 @@ def test_explain_deny(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
         "GET",
     )
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 1  # a deny is a negative answer
     assert "decision: deny\n" in out and "reason:   explicit_deny\n" in out
     assert f"{policy_dir / 'policy.csv'}:22  p, user:contractor-017, *, *, deny" in out
 
@@ -362,7 +362,7 @@ async def test_grants_cli_against_the_admin_api(
     )
     gid = added.split()[1]
     assert await asyncio.to_thread(grants_cmd, "list") == 0
-    assert _cli_lines(capsys)[0].startswith(f"{gid}  active")
+    assert _cli_lines(capsys)[1].startswith(f"{gid}  active")  # under the header
     too_long = (*add[:-4], "--duration", "4d", "--reason", "x")
     with pytest.raises(
         CLIError,
