@@ -176,6 +176,7 @@ class ConsumerAPI:
                     {
                         "error": "method_not_allowed",
                         "message": f"{request.method} is not allowed here; use {allow}",
+                        "reason": "method_not_allowed",
                         "request_id": ctx.request_id,
                     },
                     ctx.request_id,

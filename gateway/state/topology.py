@@ -156,8 +156,12 @@ def parse_url(url: str) -> Topology:
         raise fail(f"the path must be /MASTER or /MASTER/DB ({_USAGE[kind]}), got {parts.path!r}")
     if len(path) == 2 and not path[1].isdigit():
         raise fail(f"the database must be a number, got {path[1]!r}")
+    # `//0` or `/%20/0` would otherwise read as master "0" or " ": a master name is never blank.
+    master = unquote(parts.path.split("/")[1])
+    if not master.strip():
+        raise fail(f"the master name is empty ({_USAGE[kind]}), got {parts.path!r}")
     db_number = int(path[1]) if len(path) == 2 else 0
-    return topology("sentinel", nodes=nodes, master=unquote(path[0]), db=db_number)
+    return topology("sentinel", nodes=nodes, master=master, db=db_number)
 
 
 def check_url(url: str) -> None:

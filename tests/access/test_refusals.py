@@ -211,6 +211,8 @@ async def test_bad_note(workflow: Workflow) -> None:
 async def test_wrong_method_and_unknown_paths(workflow: Workflow) -> None:
     status, body = await workflow.call("DELETE", ASK, workflow.auth(*AUDITOR))
     assert (status, body["error"]) == (405, "method_not_allowed")
+    assert set(body) == {"error", "message", "reason", "request_id"}
+    assert body["reason"] == "method_not_allowed"
     for path in ("/.well-known/datagate/", "/.well-known/datagate/secrets", f"{ASK}/x/y/z"):
         status, body = await workflow.call("GET", path, workflow.auth(*AUDITOR))
         assert (status, body["error"]) == (404, "not_found"), path

@@ -151,3 +151,12 @@ async def test_a_password_protected_sentinel_topology(tmp_path: Path) -> None:
             redis.Redis(port=topology.sentinels[0].port).ping()
     finally:
         topology.stop()
+
+
+@pytest.mark.parametrize("path", ["//0", "/%20/0", "//mymaster"])
+def test_a_sentinel_url_with_a_blank_master_name_is_refused(path: str) -> None:
+    url = f"redis+sentinel://:s3cret@s1:26379,[::1]:26380{path}"
+    with pytest.raises(ConfigError) as caught:
+        StateConfig(url=url).validate("state")  # type: ignore[arg-type]
+    assert "the master name is empty" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
