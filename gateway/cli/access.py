@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.required = True
 
     ask = sub.add_parser("request", help="ask for temporary access to a dataset")
-    ask.add_argument("--dataset", required=True)
+    ask.add_argument("--dataset", required=True, help="the catalog dataset id asked for")
     ask.add_argument("--actions", default="read", help=f"comma-separated: {', '.join(ACTIONS)}")
     ask.add_argument("--fields", default="", help="comma-separated fields needed in clear")
     ask.add_argument("--purpose", required=True, help="the purpose the access is for")
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ask.add_argument("--justification", required=True, help="why the access is needed")
 
     ls = sub.add_parser("list", help="your requests; a data officer also sees its department's")
-    ls.add_argument("--state", choices=STATES)
-    ls.add_argument("--dataset")
+    ls.add_argument("--state", choices=STATES, help="only requests in this state")
+    ls.add_argument("--dataset", help="only requests for this dataset")
 
     decide = {}
     for name, text in (

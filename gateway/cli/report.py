@@ -59,7 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_admin_args(quality)
     for p in (usage, incidents, quality):
         p.add_argument(
-            "--format", "-o", "--output", dest="format", choices=FORMATS, default="table"
+            "--format",
+            "-o",
+            "--output",
+            dest="format",
+            choices=FORMATS,
+            default="table",
+            help="csv, json or table (table)",
         )
         p.add_argument("--chart", type=Path, metavar="FILE.png", help="also draw the report")
         p.set_defaults(handler=run)
