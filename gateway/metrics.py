@@ -53,6 +53,7 @@ GAUGE_MERGE: dict[str, Callable[[Iterable[float]], float]] = {
 # Families about one process (CPU, memory, file descriptors): labelled by worker, not added.
 PER_PROCESS = ("process_", "python_")
 PEER_TIMEOUT = 2.0
+PEER_MAX_BYTES = 16 * 1024 * 1024  # a worker's metrics text is kilobytes; more is a fault
 
 log = get_logger("datagate.metrics")
 
@@ -287,13 +288,21 @@ class Metrics:
         own = generate_latest(self.registry)
         if self.peers is not None:
             texts = [(self.worker or 0, own.decode()), *await self._peer_texts()]
-            own = merge(texts)
+            try:
+                own = merge(texts)
+            except ValueError as exc:  # a peer's text that is not Prometheus exposition
+                raise PeerUnavailable(f"a worker's metrics cannot be read: {exc}") from None
         return own + generate_latest(self.shared)
 
     async def _peer_texts(self) -> list[tuple[int, str]]:
         assert self.peers is not None
         mine = self._socket()
-        sockets = [p for p in sorted(self.peers.glob("worker-*.sock")) if p != mine]
+        # Only worker-N.sock: any other file in the folder is not a peer.
+        sockets = [
+            p
+            for p in sorted(self.peers.glob("worker-*.sock"))
+            if p != mine and p.stem.removeprefix("worker-").isdigit()
+        ]
         return [t for t in await asyncio.gather(*map(_fetch, sockets)) if t is not None]
 
     # ---- serving this worker's metrics to the others ----------------------------------------
@@ -336,7 +345,14 @@ async def _fetch(path: Path) -> tuple[int, str] | None:
             ) as session,
             session.get("http://worker/metrics") as resp,
         ):
-            return worker, (await resp.read()).decode()
+            if resp.status != 200:
+                raise PeerUnavailable(f"worker {worker}: answered {resp.status}")
+            body = await resp.content.read(PEER_MAX_BYTES + 1)
+            if len(body) > PEER_MAX_BYTES:
+                raise PeerUnavailable(f"worker {worker}: metrics over {PEER_MAX_BYTES} bytes")
+            return worker, body.decode()
+    except UnicodeDecodeError:
+        raise PeerUnavailable(f"worker {worker}: metrics that are not UTF-8") from None
     except (ConnectionRefusedError, FileNotFoundError):
         return None
     except aiohttp.ClientConnectorError as exc:

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import LATENCY_BUCKETS, Metrics, merge
+from gateway.metrics import LATENCY_BUCKETS, Metrics, PeerUnavailable, merge
 from tests.gateway.conftest import CATALOG, REPO, gateway_config, running_gateway
 
 
@@ -162,3 +163,36 @@ async def test_a_real_gateway_scrape_reports_breakers_incidents_and_reloads(
     }
     used = set(re.findall(r"\b(datagate_[a-z_]+)\b", RULES.read_text()))
     assert used - names == set(), "rules use metrics the gateway does not expose"
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (web.Response(status=500, text="oops"), "answered 500"),
+        (web.Response(body=b"\xff\xfe not text"), "not UTF-8"),
+        (web.Response(text="this is { not prometheus\n"), "cannot be read"),
+    ],
+    ids=["status", "not-utf8", "not-exposition"],
+)
+async def test_a_misbehaving_peer_fails_the_scrape_clearly(
+    tmp_path: Path, answer: web.Response, problem: str
+) -> None:
+    """A worker that answers wrongly makes the scrape a 503 (PeerUnavailable), never a
+    partial sum or a crash; a stray file in the folder is not taken for a worker."""
+    (tmp_path / "worker-abc.sock").write_text("")
+
+    async def metrics_of_peer(_: web.Request) -> web.Response:
+        return answer
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_of_peer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, str(tmp_path / "worker-1.sock")).start()
+    mine = Metrics(0, peers=tmp_path)
+    try:
+        with pytest.raises(PeerUnavailable) as failed:
+            await mine.exposition()
+        assert problem in str(failed.value)
+    finally:
+        await runner.cleanup()
