@@ -475,7 +475,8 @@ def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if origin is Literal:
         return {"enum": list(get_args(tp))}
     if dataclasses.is_dataclass(tp):
-        name = tp.__name__
+        # The qualified name: each detector rule's settings class is a nested `Config`.
+        name = tp.__qualname__.replace(".", "_")
         if name not in defs:
             defs[name] = {}  # a placeholder first: a tree that refers to itself terminates
             defs[name] = _object_schema(tp, defs)
