@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ HISTORY_HASH = "policy-history"  # sequence -> activation (push or rollback)
 ACTIVE_KEY = "policy-active"  # the activation in force: {"seq", "version"}
 # Domain separation: a bundle signature can never be mistaken for an audit checkpoint's.
 SIGNED_PREFIX = b"datagate-policy-bundle\n"
+TEST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml")
 
 
 class BundleRefused(ConfigError):
@@ -53,6 +55,31 @@ def read_directory(directory: Path) -> dict[str, Any]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read: {exc}") from None
     return {"files": read_sources(directory), "tests": tests}
+
+
+def content_from_json(body: Any) -> dict[str, Any]:
+    """The bundle content an admin API caller sent, `{"files": {...}, "tests": {...}}`;
+    ValueError(field, problem) naming the first bad part."""
+    if not isinstance(body, dict):
+        raise ValueError("body", "must be a JSON object")
+    unknown = set(body) - {"files", "tests", "message"}
+    if unknown:
+        raise ValueError(sorted(unknown)[0], "unknown field")
+    files = body.get("files")
+    if not isinstance(files, dict) or set(files) != set(FILES):
+        raise ValueError("files", f"must be an object with exactly {', '.join(FILES)}")
+    for name, value in files.items():
+        if not isinstance(value, str):
+            raise ValueError(f"files.{name}", "must be text")
+    tests = body.get("tests", {})
+    if not isinstance(tests, dict):
+        raise ValueError("tests", "must be an object of case file name to text")
+    for name, value in tests.items():
+        if not TEST_NAME.fullmatch(name):
+            raise ValueError(f"tests.{name}", "must be a plain file name ending .yaml or .yml")
+        if not isinstance(value, str):
+            raise ValueError(f"tests.{name}", "must be text")
+    return {"files": dict(files), "tests": dict(tests)}
 
 
 def _signed_bytes(record: dict[str, Any]) -> bytes:
@@ -103,7 +130,8 @@ def verify_record(raw: bytes, public_keys: Sequence[Ed25519PublicKey]) -> dict[s
     if set(files) != set(FILES) or not all(isinstance(v, str) for v in files.values()):
         raise BundleRefused(f"bundle {version} is corrupt: needs exactly {', '.join(FILES)}")
     if not isinstance(tests, dict) or not all(
-        isinstance(k, str) and "/" not in k and isinstance(v, str) for k, v in tests.items()
+        isinstance(k, str) and TEST_NAME.fullmatch(k) and isinstance(v, str)
+        for k, v in tests.items()
     ):
         raise BundleRefused(f"bundle {version} is corrupt: bad test files")
     if version_of(files) != version:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -25,11 +26,14 @@ from gateway.policy.bundle import (
 from gateway.policy.cases import case_files, load_cases, run_cases
 from gateway.policy.config import PolicyConfig
 from gateway.policy.distribution import (
+    Activation,
     BundleRefused,
     Distribution,
     bundle_root,
     load_public_keys,
+    load_signing_key,
     materialise,
+    sign_bundle,
     verify_record,
 )
 from gateway.state.base import StateBackend
@@ -291,6 +295,28 @@ class PolicyStore:
                 source="store",
             )
             return ReloadResult("loaded", version)
+
+    async def push(self, content: dict[str, Any], *, by: str, message: str) -> Activation:
+        """Validate and test `content` as the gateway would load it, sign it with
+        policy.signing_key and make it the active bundle (the admin API's push).
+        ConfigError: not store-sourced, no usable key, or the bundle fails."""
+        if self.source != "store":
+            raise ConfigError("policy.source is files: bundles are pushed to a store")
+        key = load_signing_key(self._config.signing_key)
+        with tempfile.TemporaryDirectory(prefix="datagate-push-") as tmp:
+            directory = await asyncio.to_thread(
+                materialise, {"version": "candidate", **content}, Path(tmp)
+            )
+            self._validated(
+                await asyncio.to_thread(validate, directory, self._clock(), self._config.tz)
+            )
+        record = sign_bundle(content, key, by=by, at=self._clock(), message=message)
+        return await self._distribution.push(record)
+
+    async def history(self) -> tuple[list[Activation], tuple[int, str] | None]:
+        if self.source != "store":
+            raise ConfigError("policy.source is files: there is no bundle history")
+        return await self._distribution.history(), await self._distribution.active()
 
     async def _store_notice(self, _: bytes) -> None:
         await self._reload_from_store("notice")
