@@ -6,26 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.admin.app import PRINCIPAL
 from gateway.audit.keys import load_private, public_path
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import ConfigError
+from gateway.identity.principal import Principal
+from gateway.policy.admin import routes
 from gateway.policy.distribution import (
     BUNDLES_HASH,
     Distribution,
     read_directory,
     sign_bundle,
 )
+from gateway.policy.grants import GrantStore
 from gateway.policy.store import PolicyStore
 from gateway.state import open_backend
 from tests.gateway.conftest import identity_section
@@ -276,5 +283,71 @@ async def test_gateway_store_refuses_bad_bundles_and_keeps_the_last_good(
         assert store.current.version == newer["version"]
         assert len(rejected) == 5
         assert store.current.directory.name == newer["version"]
+    finally:
+        await store.close()
+
+
+async def test_admin_api_push_and_history(
+    tmp_path: Path,
+    config: Path,
+    key: Path,
+    backend: Any,
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+) -> None:
+    cfg = load_config(config, environ={}).policy
+    await Distribution(backend, cfg.reload_channel).push(
+        signed(variant(tmp_path, "base", "base"), load_private(key, False))
+    )
+    store = PolicyStore(cfg, backend=backend)
+    await store.start()
+    grants = GrantStore(
+        backend,
+        catalog=lambda: store.current.catalog,
+        lifetimes=cfg.grant_max_lifetime,
+        clock=time.time,
+    )
+
+    @web.middleware
+    async def authenticated(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request[PRINCIPAL] = Principal("sec-officer", "security", 4, frozenset({"soc"}))
+        return await handler(request)
+
+    app = web.Application(middlewares=[authenticated])
+    app.add_routes(routes(store, grants, time.time))
+    client = await aiohttp_client(app)
+    try:
+        base = store.current.version
+        body = read_directory(variant(tmp_path, "api", "from the api"))
+        resp = await client.post("/policy/bundles", json={**body, "message": "via api"})
+        assert resp.status == 201, await resp.text()
+        pushed = await resp.json()
+        assert (pushed["seq"], pushed["action"], pushed["by"]) == (2, "push", "sec-officer")
+        await until(lambda: store.current.version == pushed["version"])
+
+        failing = read_directory(variant(tmp_path, "api-f", "failing", failing=True))
+        resp = await client.post("/policy/bundles", json=failing)
+        answer = await resp.json()
+        assert resp.status == 422 and answer["error"] == "policy_rejected"
+        assert "policy test failed:" in answer["message"]
+        assert answer["version"] == pushed["version"]
+        for bad, field in (
+            ({"files": {"policy.csv": ""}}, "files"),
+            ({**body, "tests": {"../x.yaml": ""}}, "tests.../x.yaml"),
+            ({**body, "extra": 1}, "extra"),
+            ({**body, "message": 5}, "message"),
+        ):
+            resp = await client.post("/policy/bundles", json=bad)
+            assert (resp.status, (await resp.json())["field"]) == (400, field)
+
+        resp = await client.get("/policy/bundles")
+        doc = await resp.json()
+        assert doc["active"] == pushed["version"]
+        assert [(h["version"], h["active"]) for h in doc["history"]] == [
+            (base, False),
+            (pushed["version"], True),
+        ]
+        assert doc["history"][1]["message"] == "via api"
     finally:
         await store.close()
