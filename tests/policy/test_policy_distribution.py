@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -351,3 +352,25 @@ async def test_admin_api_push_and_history(
         assert doc["history"][1]["message"] == "via api"
     finally:
         await store.close()
+
+
+def test_a_gateway_on_an_empty_store_does_not_start(tmp_path: Path, config: Path) -> None:
+    from tests.cluster.conftest import DATAGATE, free_port, process_env
+
+    doc = yaml.safe_load(config.read_text())
+    doc["server"] = {"host": "127.0.0.1", "port": free_port()}
+    doc["admin"] = {"host": "127.0.0.1", "port": free_port()}
+    doc["data_dir"] = str(tmp_path / "data")
+    config.write_text(yaml.safe_dump(doc))
+    done = subprocess.run(
+        [str(DATAGATE), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=process_env(),
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "datagate: policy.source store: no policy bundle in the store "
+        "(push one with `datagate policy push DIR`)"
+    )
