@@ -269,7 +269,8 @@ class Gateway:
             clock=clock,
             audit=self.audit.append if self.audit is not None else None,
         )
-        self._policy_swapped(self.policy.current)
+        if config.policy.source == "files":  # from the store, the first load is in start()
+            self._policy_swapped(self.policy.current)
 
     def _pipeline(self) -> Pipeline:
         """The stages wired from the config in force (a config reload rewires with them)."""
@@ -378,6 +379,10 @@ class Gateway:
         self.decider.clear()
         self.metrics.policy_info.clear()
         self.metrics.policy_info.labels(bundle.version).set(bundle.loaded_at)
+        self.metrics.policy_source.clear()
+        self.metrics.policy_source.labels(bundle.version, self.policy.source).set(
+            self.policy.seq or 0
+        )
 
     async def _config_rejected(self, path: Path, message: str) -> None:
         self.log.error("config_rejected", path=str(path), error=message, worker=self.worker)
@@ -442,6 +447,8 @@ class Gateway:
             "ready": all(checks.values()),
             "checks": checks,
             "policy_version": bundle.version,
+            "policy_source": self.policy.source,
+            "policy_seq": self.policy.seq,
             "policy_loaded_at": iso(bundle.loaded_at),
             "config_loaded_at": iso(self.config_loaded_at),
             "state": self.state.name,

@@ -240,6 +240,13 @@ class Metrics:
             ["version"],
             registry=self.registry,
         )
+        self.policy_source = Gauge(
+            "datagate_policy_source_info",
+            "The policy in force: its version and source (files, store); the value is the "
+            "store's activation sequence (0 for files).",
+            ["version", "source"],
+            registry=self.registry,
+        )
         self.policy_reloads = Counter(
             "datagate_policy_reloads",
             "Policy reloads, by result (loaded, rejected: the last good policy stays).",

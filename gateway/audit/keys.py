@@ -14,11 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gateway.errors import ConfigError
 
 
-def load_private(path: Path, generate: bool) -> Ed25519PrivateKey:
-    """Load the signing key; generate it (0600, with `<path>.pub`) when missing and allowed."""
+def load_private(
+    path: Path, generate: bool, setting: str = "audit.signing_key"
+) -> Ed25519PrivateKey:
+    """Load the signing key; generate it (0600, with `<path>.pub`) when missing and allowed.
+    `setting` names the config key in errors (the policy pushers' key is loaded here too)."""
     if not path.exists():
         if not generate:
-            raise ConfigError(f"audit.signing_key: {path} does not exist")
+            raise ConfigError(f"{setting}: {path} does not exist")
         key = Ed25519PrivateKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
         pem = key.private_bytes(
@@ -34,9 +37,9 @@ def load_private(path: Path, generate: bool) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"audit.signing_key: cannot load {path}: {exc}") from None
+        raise ConfigError(f"{setting}: cannot load {path}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"audit.signing_key: {path} is not an Ed25519 private key")
+        raise ConfigError(f"{setting}: {path} is not an Ed25519 private key")
     return key
 
 

@@ -14,7 +14,15 @@ from typing import Any
 import orjson
 
 from gateway.cli.adminclient import CLIError
-from gateway.cli.output import EXIT_NEGATIVE, EXIT_OK, add_output_arg, emit
+from gateway.cli.output import (
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    Refused,
+    Unreachable,
+    add_output_arg,
+    emit,
+    table,
+)
 from gateway.errors import ConfigError, GatewayError
 from gateway.identity.principal import Principal
 from gateway.identity.purpose import declared_purpose
@@ -70,7 +78,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rep.add_argument("--samples", type=int, default=3, help="sample request ids per change")
     rep.add_argument("--all", action="store_true", help="print every changed event")
 
-    for p in (check, explain, test, rep):
+    push = sub.add_parser(
+        "push", help="validate, test, sign and store a policy directory as the active bundle"
+    )
+    push.add_argument("directory", type=Path, help="policy directory to push")
+    push.add_argument("--config", required=True, help="gateway config (state, policy.signing_key)")
+    push.add_argument("-m", "--message", default="", help="why this version (kept in the history)")
+    push.add_argument("--by", help="who pushes (default: the login name)")
+
+    history = sub.add_parser(
+        "history", help="the bundles pushed and rolled back, and the active one"
+    )
+    history.add_argument("--config", required=True, help="gateway config (its state section)")
+    add_output_arg(history)
+
+    rollback = sub.add_parser("rollback", help="re-activate a stored, verified earlier version")
+    rollback.add_argument("version", help="a version from `datagate policy history`")
+    rollback.add_argument("--config", required=True, help="gateway config (state, public keys)")
+    rollback.add_argument("-m", "--message", default="", help="why (kept in the history)")
+    rollback.add_argument("--by", help="who rolls back (default: the login name)")
+
+    for p in (check, explain, test, rep, push, history, rollback):
         p.set_defaults(handler=_handler)
 
 
@@ -88,7 +116,15 @@ def _handler(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, load_config: LoadConfig) -> int:
     """Run `datagate policy SUBCOMMAND`; `load_config(path)` returns the gateway config."""
-    commands = {"check": _check, "explain": _explain, "test": _test, "replay": _replay}
+    commands = {
+        "check": _check,
+        "explain": _explain,
+        "test": _test,
+        "replay": _replay,
+        "push": _push,
+        "history": _history,
+        "rollback": _rollback,
+    }
     return commands[args.policy_command](args, load_config)
 
 
@@ -320,4 +356,104 @@ def _replay(args: argparse.Namespace, load_config: LoadConfig) -> int:
         f"(no policy decision recorded), {report.unchanged} unchanged; changes: {counts} "
         f"(candidate {bundle.version})"
     )
+    return 0
+
+
+def _who(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.by or getpass.getuser()
+
+
+async def _with_distribution(config: Any, action: Callable[[Any], Any]) -> Any:
+    from gateway.policy.distribution import Distribution
+    from gateway.state import StateUnavailable, open_backend
+
+    if config.state.url == "memory":
+        raise CLIError("state.url is memory: bundles need a shared state backend (redis://...)")
+    backend = open_backend(config.state.url, config.state.prefix, **config.state.options())
+    try:
+        await backend.start()
+        return await action(Distribution(backend, config.policy.reload_channel))
+    except StateUnavailable as exc:
+        raise Unreachable(f"state backend unreachable: {exc}") from None
+    finally:
+        await backend.close()
+
+
+def _push(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    from gateway.policy.distribution import load_signing_key, read_directory, sign_bundle
+    from gateway.policy.store import validate
+
+    config = load_config(args.config)
+    key = load_signing_key(config.policy.signing_key)  # ConfigError: exit 2
+    if not args.directory.is_dir():
+        raise CLIError(f"{args.directory}: not a directory")
+    try:
+        # The gateway's own start-up validation and policy tests: one code path.
+        validate(args.directory, time.time(), config.policy.tz)
+        content = read_directory(args.directory)
+    except ConfigError as exc:
+        raise Refused(f"{args.directory}: refused: {exc}") from None
+    record = sign_bundle(content, key, by=_who(args), at=time.time(), message=args.message)
+    activation = asyncio.run(_with_distribution(config, lambda d: d.push(record)))
+    print(
+        f"pushed {activation.version} (sequence {activation.seq}, "
+        f"{len(content['tests'])} test file(s) passed, key {record['key_id']})"
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    from gateway.policy.grants import iso
+
+    config = load_config(args.config)
+
+    async def read(d: Any) -> tuple[Any, Any]:
+        return await d.history(), await d.active()
+
+    items, active = asyncio.run(_with_distribution(config, read))
+    rows = [
+        {**a.to_json(), "at": iso(a.at), "active": active is not None and a.seq == active[0]}
+        for a in items
+    ]
+    emit(
+        args,
+        {"active": active[1] if active else None, "history": rows},
+        lambda: table(
+            [{**r, "active": "*" if r["active"] else ""} for r in rows],
+            [
+                ("seq", "SEQ"),
+                ("version", "VERSION"),
+                ("action", "ACTION"),
+                ("by", "BY"),
+                ("at", "AT"),
+                ("active", "ACTIVE"),
+                ("message", "MESSAGE"),
+            ],
+        ),
+    )
+    return 0
+
+
+def _rollback(args: argparse.Namespace, load_config: LoadConfig) -> int:
+    from gateway.policy.distribution import BundleRefused, load_public_keys
+
+    config = load_config(args.config)
+    public = load_public_keys(config.policy.public_keys)
+    if not public:
+        raise CLIError("policy.public_keys: not set (rollback verifies the bundle first)")
+
+    async def roll(d: Any) -> Any:
+        return await d.rollback(
+            args.version, public, by=_who(args), at=time.time(), message=args.message
+        )
+
+    try:
+        activation = asyncio.run(_with_distribution(config, roll))
+    except LookupError:
+        raise Refused(f"unknown version {args.version!r} (see `datagate policy history`)") from None
+    except BundleRefused as exc:
+        raise Refused(f"refused: {exc}") from None
+    print(f"rolled back to {activation.version} (sequence {activation.seq})")
     return 0

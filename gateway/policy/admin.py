@@ -9,9 +9,10 @@ from aiohttp import web
 
 from gateway.admin.app import PRINCIPAL, admin_error
 from gateway.admin.inputs import BadField, bad_request, flag, only_params, read_json
-from gateway.errors import StateUnavailable
+from gateway.errors import ConfigError, StateUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.catalog import LEVEL_NAMES
+from gateway.policy.distribution import Activation, content_from_json
 from gateway.policy.grants import Grant, GrantError, GrantStore, iso
 from gateway.policy.store import PolicyStore
 
@@ -29,6 +30,10 @@ def grant_view(grant: Grant, now: float) -> dict[str, Any]:
     else:
         state = "expired"
     return {**grant.to_json(), "state": state}
+
+
+def activation_view(activation: Activation, active: bool) -> dict[str, Any]:
+    return {**activation.to_json(), "at": iso(activation.at), "active": active}
 
 
 def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -> web.RouteTableDef:
@@ -96,6 +101,62 @@ def routes(store: PolicyStore, grants: GrantStore, clock: Callable[[], float]) -
                 request, 422, "policy_rejected", result.message, version=result.version
             )
         return web.json_response({"status": result.status, "version": result.version})
+
+    @table.post("/policy/bundles")
+    async def push_bundle(request: web.Request) -> web.Response:
+        actor = _actor(request)
+        if actor is None:
+            return admin_error(
+                request, 403, "forbidden", "no authenticated principal on this request"
+            )
+        try:
+            body = await read_json(request)
+            content = content_from_json(body)
+            message = body.get("message", "")
+            if not isinstance(message, str) or len(message) > 1000:
+                raise ValueError("message", "must be text of at most 1000 characters")
+        except BadField as exc:
+            return bad_request(request, exc)
+        except ValueError as exc:
+            return bad_request(request, BadField(*exc.args))
+        if store.source != "store":
+            return admin_error(
+                request, 409, "conflict", "policy.source is files: bundles are pushed to a store"
+            )
+        try:
+            activation = await store.push(content, by=actor, message=message)
+        except StateUnavailable as exc:
+            return admin_error(request, 503, "unavailable", f"bundle not stored: {exc}")
+        except ConfigError as exc:
+            if str(exc).startswith("policy.signing_key"):
+                return admin_error(request, 409, "conflict", str(exc))
+            return admin_error(
+                request, 422, "policy_rejected", str(exc), version=store.current.version
+            )
+        return web.json_response(activation_view(activation, True), status=201)
+
+    @table.get("/policy/bundles")
+    async def bundle_history(request: web.Request) -> web.Response:
+        try:
+            only_params(request.query, [])
+        except BadField as exc:
+            return bad_request(request, exc)
+        if store.source != "store":
+            return admin_error(
+                request, 409, "conflict", "policy.source is files: there is no bundle history"
+            )
+        try:
+            items, active = await store.history()
+        except StateUnavailable as exc:
+            return admin_error(request, 503, "unavailable", f"history not read: {exc}")
+        return web.json_response(
+            {
+                "active": active[1] if active else None,
+                "history": [
+                    activation_view(a, active is not None and a.seq == active[0]) for a in items
+                ],
+            }
+        )
 
     @table.get("/policy")
     async def policy_info(request: web.Request) -> web.Response:

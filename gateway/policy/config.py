@@ -38,6 +38,20 @@ class PolicyConfig:
     grant_max_lifetime: GrantLifetimes = field(GrantLifetimes())
     cache_size: int = field(100_000, min=0, max=10_000_000, doc="cached decisions (0: none)")
     reload_channel: str = field("policy-reload", nonempty=True)
+    source: str = field(
+        "files",
+        choices=("files", "store"),
+        doc="files: policy.dir, watched; store: signed bundles pushed to the state backend",
+    )
+    signing_key: Path | None = field(
+        None, doc="Ed25519 private key (PEM) that `datagate policy push` signs bundles with"
+    )
+    public_keys: tuple[Path, ...] = field(
+        (), doc="Ed25519 public keys (PEM) a gateway accepts bundle signatures from"
+    )
+    store_interval: float = field(
+        0.5, min=0.1, max=60.0, doc="seconds between checks of the store's active bundle"
+    )
 
     def validate(self, path: str) -> None:
         try:
@@ -45,6 +59,9 @@ class PolicyConfig:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             where = f"{path}.timezone" if path else "timezone"
             raise ConfigError(f"{where}: unknown time zone {self.timezone!r}") from None
+        if self.source == "store" and not self.public_keys:
+            where = f"{path}.public_keys" if path else "public_keys"
+            raise ConfigError(f"{where}: is required when source is store")
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
