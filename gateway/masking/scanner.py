@@ -206,7 +206,19 @@ def _glued(view: bytes, start: int, end: int) -> list[Span]:
             kind = classify(token[:-1])
         if kind is not None and (begin, stop) != (start, end):
             found.append((begin, stop, kind))
-    return found
+    if not found:
+        return found
+    # Masking a part makes the pieces beside it tokens of their own: a USCC glued to an ID
+    # (`<ID>A0000000000000001Q`) stands alone once the ID is starred, so check them too.
+    pieces: list[Span] = []
+    edge = start
+    for begin, stop, _ in [*found, (end, end, "")]:
+        if 11 <= begin - edge <= 19:
+            kind = classify(view[edge:begin].decode("ascii"))
+            if kind is not None:
+                pieces.append((edge, begin, kind))
+        edge = stop
+    return sorted(found + pieces)
 
 
 def _emails(view: bytes) -> list[Span]:
