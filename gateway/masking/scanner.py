@@ -86,7 +86,9 @@ Span = tuple[int, int, str]
 _INTL_MOBILE = frozenset(f"00861{d}" for d in "3456789")
 # Digits inside a longer run of letters and digits (`ID110105...`, `tel138...`, `...0038a`):
 # the digit part is tried as an identifier of its own; a resident ID may end in X.
-_DIGITS = re.compile(rb"[0-9]{11,19}[Xx]?")
+# Only whole digit parts: a longer number is no identifier, and starring a slice of it would
+# leave the rest beside the kept digits.
+_DIGITS = re.compile(rb"(?<![0-9])[0-9]{11,19}[Xx]?(?![0-9])")
 
 
 def _mask_bank_card(value: str) -> str:
@@ -168,7 +170,8 @@ def find(view: bytes) -> list[Span]:
                 spans.append((begin, end, kind))
                 break
         else:
-            spans.extend(_glued(view, start, end))
+            if not view[start:end].isdigit():  # letters in the run: digits glued to them
+                spans.extend(_glued(view, start, end))
     extra: list[Span] = []
     if b"@" in view:
         extra.extend(_emails(view))
