@@ -634,7 +634,10 @@ class CsvCodec:
         for other in (",", ";", "|", "\t"):
             if other == self._delimiter or other not in line:
                 continue
-            cells = next(csv.reader([line], delimiter=other))
+            try:
+                cells = next(csv.reader([line], delimiter=other))
+            except csv.Error:  # not readable that way either (a stray CR): not this one
+                continue
             if any(norm_name(cell.lstrip("\ufeff")) in columns for cell in cells):
                 self._delimiter = other
                 return True
